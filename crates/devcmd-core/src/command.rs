@@ -1,0 +1,217 @@
+//! Commands: what an application asks of a device, and its status.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::error::InvalidInput;
+use crate::id::{AppId, CommandId, DeviceId};
+
+/// Largest `serviceId`, in bytes.
+pub const SERVICE_ID_LEN_MAX: usize = 64;
+/// Largest `method`, in bytes.
+pub const METHOD_LEN_MAX: usize = 128;
+/// Largest `callbackUrl`, in bytes.
+pub const CALLBACK_URL_LEN_MAX: usize = 1024;
+/// Largest `maxRetransmit`.
+pub const MAX_RETRANSMIT_MAX: u8 = 3;
+/// `maxRetransmit` when the request leaves it out.
+pub const MAX_RETRANSMIT_DEFAULT: u8 = 3;
+/// `expireTime` when the request leaves it out: 48 hours.
+pub const EXPIRE_TIME_DEFAULT_S: u32 = 172_800;
+
+/// A command's status, spelled on the wire exactly as the platform does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CommandStatus {
+    /// Cached on the platform, not yet sent.
+    Pending,
+    /// Sent to the device, no ACK yet.
+    Sent,
+    /// The device acknowledged receipt.
+    Delivered,
+    /// The device reported success.
+    Successful,
+    /// The device reported failure.
+    Failed,
+    /// No ACK, or no result, in time.
+    Timeout,
+    /// Still cached when its `expireTime` ran out; never sent.
+    Expired,
+    /// Cancelled by the application while PENDING.
+    Canceled,
+}
+
+impl CommandStatus {
+    /// Every status, in order of progress.
+    pub const ALL: [CommandStatus; 8] = [
+        Self::Pending,
+        Self::Sent,
+        Self::Delivered,
+        Self::Successful,
+        Self::Failed,
+        Self::Timeout,
+        Self::Expired,
+        Self::Canceled,
+    ];
+
+    /// Whether the status is final: it never changes again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Pending | Self::Sent | Self::Delivered)
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Sent => "SENT",
+            Self::Delivered => "DELIVERED",
+            Self::Successful => "SUCCESSFUL",
+            Self::Failed => "FAILED",
+            Self::Timeout => "TIMEOUT",
+            Self::Expired => "EXPIRED",
+            Self::Canceled => "CANCELED",
+        }
+    }
+
+    /// Progress rank: a transition always goes to a strictly higher rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Pending => 0,
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            _ => 3,
+        }
+    }
+}
+
+impl fmt::Display for CommandStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CommandStatus {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or(InvalidInput::new("status", "not a command status"))
+    }
+}
+
+/// A request to create a command, as the application sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCommand {
+    /// The target device.
+    pub device_id: DeviceId,
+    /// The service of the device profile (1..=64 bytes).
+    pub service_id: String,
+    /// The command name (1..=128 bytes).
+    pub method: String,
+    /// The parameters as raw JSON text; the core never parses it.
+    pub paras: String,
+    /// Where status changes are pushed (at most 1024 bytes).
+    pub callback_url: Option<String>,
+    /// Seconds the command may wait in the cache: `None` is 48 h, `Some(0)` is an
+    /// immediate command (sent at once whatever the device's state).
+    pub expire_time_s: Option<u32>,
+    /// Resends after the first send (0..=3, default 3).
+    pub max_retransmit: Option<u8>,
+}
+
+impl NewCommand {
+    /// A request with the platform's defaults for every optional field.
+    pub fn new(device_id: DeviceId, service_id: &str, method: &str, paras: &str) -> Self {
+        Self {
+            device_id,
+            service_id: service_id.to_owned(),
+            method: method.to_owned(),
+            paras: paras.to_owned(),
+            callback_url: None,
+            expire_time_s: None,
+            max_retransmit: None,
+        }
+    }
+
+    /// Checks every field against the platform's limits; `paras_len_max` is the
+    /// configured bound on the raw parameter text.
+    pub fn validate(&self, paras_len_max: usize) -> Result<(), InvalidInput> {
+        check_text(&self.service_id, SERVICE_ID_LEN_MAX, "command.serviceId")?;
+        check_text(&self.method, METHOD_LEN_MAX, "command.method")?;
+        if self.paras.len() > paras_len_max {
+            return Err(InvalidInput::new("command.paras", "too large"));
+        }
+        if let Some(url) = &self.callback_url {
+            if url.is_empty() || url.len() > CALLBACK_URL_LEN_MAX {
+                return Err(InvalidInput::new("callbackUrl", "must be 1..=1024 bytes"));
+            }
+        }
+        if self.max_retransmit.is_some_and(|m| m > MAX_RETRANSMIT_MAX) {
+            return Err(InvalidInput::new("maxRetransmit", "must be 0..=3"));
+        }
+        Ok(())
+    }
+
+    /// Whether this is an immediate command (`expireTime = 0`).
+    pub fn is_immediate(&self) -> bool {
+        self.expire_time_s == Some(0)
+    }
+}
+
+fn check_text(v: &str, max: usize, field: &'static str) -> Result<(), InvalidInput> {
+    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+        return Err(InvalidInput::new(field, "empty, too long or has control characters"));
+    }
+    Ok(())
+}
+
+/// What a device reported as the outcome of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    /// Success (SUCCESSFUL) or failure (FAILED).
+    pub success: bool,
+    /// The device's result fields as raw JSON text (the callback's `resultDetail`), if any.
+    pub detail: Option<String>,
+}
+
+/// A complete picture of one command at one moment: every field the API shows
+/// and the store keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Its id.
+    pub id: CommandId,
+    /// The owning application.
+    pub app_id: AppId,
+    /// The target device.
+    pub device_id: DeviceId,
+    /// The service id.
+    pub service_id: Arc<str>,
+    /// The command name.
+    pub method: Arc<str>,
+    /// Raw JSON parameters.
+    pub paras: Arc<str>,
+    /// Where status changes are pushed.
+    pub callback_url: Option<Arc<str>>,
+    /// `expireTime` as given (None when left out).
+    pub expire_time_s: Option<u32>,
+    /// `maxRetransmit` in force.
+    pub max_retransmit: u8,
+    /// Current status.
+    pub status: CommandStatus,
+    /// The device's result as raw JSON text, once reported.
+    pub result: Option<Arc<str>>,
+    /// When it was created.
+    pub creation_time: Timestamp,
+    /// When it was first sent.
+    pub platform_issued_time: Option<Timestamp>,
+    /// When the device acknowledged it.
+    pub delivered_time: Option<Timestamp>,
+    /// When the device reported its result.
+    pub execute_time: Option<Timestamp>,
+    /// When it reached its terminal status.
+    pub terminal_time: Option<Timestamp>,
+    /// Resends so far: the first send counts 0, as the platform reports.
+    pub issued_times: u8,
+}

@@ -1,0 +1,515 @@
+//! The embedding API: a [`Dispatcher`] owns the shards and hands their effects out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::cancel_task::CancelTask;
+use crate::clock::{Clock, SystemClock, Timestamp, VirtualClock};
+use crate::command::{Command, CommandOutcome, NewCommand};
+use crate::config::CoreConfig;
+use crate::effects::Effects;
+use crate::error::{
+    CancelError, CancelTaskError, CreateError, DeviceEventError, InvalidInput, QueryError, RegistryError,
+};
+use crate::id::{AppId, CommandId, DeviceId, TaskId, splitmix};
+use crate::output::{Commit, CommandStore, DeviceLink, EventSink, Mutation};
+use crate::query::{CommandQuery, Page, ShardIndex, TaskQuery, merge_page, window};
+use crate::registry::{App, AppRegistry, Caller, Device, NewDevice};
+use crate::shard::{CreateRefusal, DeviceEventOutcome, ShardState, ShardStats};
+
+/// A result together with the commit that makes it durable. Answer the
+/// application only after `commit` completes (201 means synced).
+#[derive(Debug)]
+#[must_use = "the commit says when the change is durable"]
+pub struct Receipt<T> {
+    /// The result.
+    pub value: T,
+    /// Completes when every change behind `value` is in the store.
+    pub commit: Commit,
+}
+
+impl<T> Receipt<T> {
+    /// Waits for the commit (blocking) and returns the value.
+    pub fn durable(self) -> Result<T, crate::error::StoreError> {
+        self.commit.wait()?;
+        Ok(self.value)
+    }
+}
+
+struct Shard {
+    state: Mutex<ShardState>,
+    /// Held while a shard's effects are handed out, so they leave in the
+    /// order they happened; taken before the state lock is released.
+    output: Mutex<()>,
+}
+
+/// Counters summed over all shards.
+pub type Stats = ShardStats;
+
+/// Builds a [`Dispatcher`].
+pub struct DispatcherBuilder {
+    config: CoreConfig,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn CommandStore>>,
+    link: Option<Arc<dyn DeviceLink>>,
+    events: Option<Arc<dyn EventSink>>,
+}
+
+impl DispatcherBuilder {
+    /// The clock to take time from (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store that keeps every change (default: none, a pure in-memory model).
+    pub fn store(mut self, store: Arc<dyn CommandStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The transport that carries commands to devices (default: none; sends go nowhere).
+    pub fn link(mut self, link: Arc<dyn DeviceLink>) -> Self {
+        self.link = Some(link);
+        self
+    }
+
+    /// The sink of status changes (default: none).
+    pub fn events(mut self, events: Arc<dyn EventSink>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Checks the configuration and builds the dispatcher.
+    pub fn build(self) -> Result<Dispatcher, InvalidInput> {
+        self.config.validate()?;
+        let seed = self.config.id_seed.unwrap_or_else(os_seed);
+        let cfg = Arc::new(self.config);
+        let now = self.clock.now();
+        let shards = (0..cfg.shard_count)
+            .map(|i| Shard {
+                state: Mutex::new(ShardState::new(i, Arc::clone(&cfg), seed, now)),
+                output: Mutex::new(()),
+            })
+            .collect();
+        Ok(Dispatcher {
+            shards,
+            mask: u64::from(cfg.shard_count) - 1,
+            cfg,
+            clock: self.clock,
+            store: self.store,
+            link: self.link,
+            events: self.events,
+            apps: AppRegistry::default(),
+            device_ids: Mutex::new(seed.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d),
+        })
+    }
+}
+
+/// A seed from the process's hasher randomness (which the OS provides).
+fn os_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x2545_f491_4f6c_dd1d);
+    h.finish()
+}
+
+/// The dispatch core: devices, their command queues, cancel tasks and timers,
+/// in shards. Cheap to share (`Arc<Dispatcher>`); every method takes `&self`.
+pub struct Dispatcher {
+    shards: Box<[Shard]>,
+    mask: u64,
+    cfg: Arc<CoreConfig>,
+    clock: Arc<dyn Clock>,
+    store: Option<Arc<dyn CommandStore>>,
+    link: Option<Arc<dyn DeviceLink>>,
+    events: Option<Arc<dyn EventSink>>,
+    apps: AppRegistry,
+    device_ids: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A builder with `config`, the system clock, and no store, link or event sink.
+    pub fn builder(config: CoreConfig) -> DispatcherBuilder {
+        DispatcherBuilder { config, clock: Arc::new(SystemClock), store: None, link: None, events: None }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// The dispatcher's current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn shard_of(&self, device: &DeviceId) -> usize {
+        // The mask keeps the index below the shard count, which fits in usize.
+        (device.stable_hash() & self.mask) as usize
+    }
+
+    /// Runs `op` under shard `s`'s lock, then hands its effects out in order
+    /// after the lock is released.
+    fn with_shard<R>(&self, s: usize, op: impl FnOnce(&mut ShardState, Timestamp, &mut Effects) -> R) -> (R, Commit) {
+        let shard = &self.shards[s];
+        let mut state = shard.state.lock();
+        let now = self.clock.now();
+        let mut fx = Effects::new(self.store.is_some(), self.events.is_some(), self.link.is_some());
+        let r = op(&mut state, now, &mut fx);
+        if fx.is_empty() {
+            return (r, Commit::done());
+        }
+        let order = shard.output.lock();
+        drop(state);
+        let commit = self.hand_out(fx);
+        drop(order);
+        (r, commit)
+    }
+
+    fn hand_out(&self, fx: Effects) -> Commit {
+        let commit = match (&self.store, fx.mutations.is_empty()) {
+            (Some(store), false) => store.submit(fx.mutations),
+            _ => Commit::done(),
+        };
+        if let Some(link) = &self.link {
+            // A refused send is a lost send: the resend rules cover it.
+            for issue in fx.issues {
+                let _ = link.issue(issue);
+            }
+        }
+        if let (Some(events), false) = (&self.events, fx.changes.is_empty()) {
+            events.publish(&fx.changes);
+        }
+        commit
+    }
+
+    fn submit(&self, mutations: Vec<Mutation>) -> Commit {
+        match &self.store {
+            Some(store) => store.submit(mutations),
+            None => Commit::done(),
+        }
+    }
+
+    // ----- applications --------------------------------------------------------------------
+
+    /// Adds an application.
+    pub fn add_app(&self, app: App) -> Result<Receipt<()>, RegistryError> {
+        self.apps.insert(app.clone())?;
+        Ok(Receipt { value: (), commit: self.submit(vec![Mutation::PutApp(app)]) })
+    }
+
+    /// Replaces an application's settings (secret hash, quota, authorisations).
+    pub fn update_app(&self, app: App) -> Result<Receipt<()>, RegistryError> {
+        self.apps.update(app.clone())?;
+        Ok(Receipt { value: (), commit: self.submit(vec![Mutation::PutApp(app)]) })
+    }
+
+    /// Removes an application. Its devices and commands stay until removed;
+    /// the HTTP layer refuses its logins from now on.
+    pub fn remove_app(&self, id: &AppId) -> Result<Receipt<App>, RegistryError> {
+        let app = self.apps.remove(id)?;
+        Ok(Receipt { value: app, commit: self.submit(vec![Mutation::RemoveApp(id.clone())]) })
+    }
+
+    /// An application by id.
+    pub fn app(&self, id: &AppId) -> Option<App> {
+        self.apps.get(id)
+    }
+
+    /// Every application, by id.
+    pub fn apps(&self) -> Vec<App> {
+        self.apps.list()
+    }
+
+    /// The application whose devices `caller` acts on.
+    pub fn resolve(&self, caller: &Caller) -> Result<AppId, crate::error::AccessError> {
+        self.apps.resolve(caller)
+    }
+
+    // ----- devices ----------------------------------------------------------------------
+
+    fn new_device_id(&self) -> DeviceId {
+        let mut st = self.device_ids.lock();
+        let hi = splitmix(&mut st);
+        let lo = splitmix(&mut st);
+        DeviceId::from_uuid_bits((u128::from(hi) << 64) | u128::from(lo))
+    }
+
+    /// Registers a device for the application `caller` acts for.
+    pub fn register_device(&self, caller: &Caller, req: NewDevice) -> Result<Receipt<Device>, RegistryError> {
+        req.validate()?;
+        let owner = self.apps.resolve(caller)?;
+        if !self.apps.contains(&owner) {
+            return Err(RegistryError::AppNotExisted);
+        }
+        for _ in 0..8 {
+            let id = match &req.device_id {
+                Some(id) => id.clone(),
+                None => self.new_device_id(),
+            };
+            let device = Device { id, node_id: req.node_id.clone(), owner: owner.clone(), profile: req.profile };
+            let s = self.shard_of(&device.id);
+            let (added, _) = self.with_shard(s, |st, _, _| st.add_device(&device));
+            if added {
+                let commit = self.submit(vec![Mutation::PutDevice(device.clone())]);
+                return Ok(Receipt { value: device, commit });
+            }
+            if req.device_id.is_some() {
+                return Err(RegistryError::DeviceExists);
+            }
+        }
+        Err(RegistryError::DeviceExists)
+    }
+
+    /// Removes a device: its PENDING commands end CANCELED, those in flight TIMEOUT.
+    pub fn remove_device(&self, caller: &Caller, id: &DeviceId) -> Result<Receipt<()>, RegistryError> {
+        let app = self.apps.resolve(caller)?;
+        let (r, commit) = self.with_shard(self.shard_of(id), |st, now, fx| st.remove_device(&app, id, now, fx));
+        r.map_err(|_| RegistryError::DeviceNotFound)?;
+        Ok(Receipt { value: (), commit })
+    }
+
+    /// A device of the application `caller` acts for.
+    pub fn device(&self, caller: &Caller, id: &DeviceId) -> Result<Device, QueryError> {
+        let app = self.apps.resolve(caller)?;
+        let (d, _) = self.with_shard(self.shard_of(id), |st, _, _| st.device(&app, id));
+        d.ok_or(QueryError::DeviceNotFound)
+    }
+
+    // ----- commands ---------------------------------------------------------------------
+
+    /// Creates a command. Cached commands (expireTime omitted or > 0) wait in
+    /// the device's queue; immediate ones (expireTime = 0) are SENT at once.
+    pub fn create_command(&self, caller: &Caller, req: NewCommand) -> Result<Receipt<Command>, CreateError> {
+        req.validate(self.cfg.paras_len_max)?;
+        let app = self.apps.resolve(caller)?;
+        let s = self.shard_of(&req.device_id);
+        let (r, commit) = self.with_shard(s, |st, now, fx| st.create(&app, &req, now, fx));
+        match r {
+            Ok(command) => Ok(Receipt { value: command, commit }),
+            Err(CreateRefusal::DeviceNotFound) => Err(CreateError::DeviceNotFound),
+            Err(CreateRefusal::DeviceFull) => {
+                Err(CreateError::DeviceQueueFull { limit: self.cfg.device_live_max, request: Box::new(req) })
+            }
+            Err(CreateRefusal::Overloaded) => Err(CreateError::Overloaded { request: Box::new(req) }),
+        }
+    }
+
+    /// Cancels one command; only a PENDING command can be cancelled.
+    pub fn cancel_command(&self, caller: &Caller, id: CommandId) -> Result<Receipt<Command>, CancelError> {
+        let app = self.apps.resolve(caller)?;
+        let s = usize::from(id.shard());
+        if s >= self.shards.len() {
+            return Err(CancelError::CommandNotFound);
+        }
+        let (r, commit) = self.with_shard(s, |st, now, fx| {
+            let slot = st.find_command(&app, id).ok_or(CancelError::CommandNotFound)?;
+            st.cancel(slot, now, fx).map_err(|status| CancelError::NotCancellable { status })
+        });
+        r.map(|value| Receipt { value, commit })
+    }
+
+    /// One command of the application `caller` acts for.
+    pub fn command(&self, caller: &Caller, id: CommandId) -> Result<Command, QueryError> {
+        let app = self.apps.resolve(caller)?;
+        let s = usize::from(id.shard());
+        let shard = self.shards.get(s).ok_or(QueryError::CommandNotFound)?;
+        let st = shard.state.lock();
+        st.find_command(&app, id).and_then(|slot| st.snapshot(slot)).ok_or(QueryError::CommandNotFound)
+    }
+
+    /// A page of the commands of the application `caller` acts for, oldest first.
+    pub fn list_commands(&self, caller: &Caller, q: &CommandQuery) -> Result<Page<Command>, QueryError> {
+        let app = self.apps.resolve(caller)?;
+        let (from, to, offset) = window(q.from, q.to, q.page_no, q.page_size)?;
+        let n = q.page_size as usize;
+        let (total, items) = match &q.device_id {
+            Some(device) => {
+                let st = self.shards[self.shard_of(device)].state.lock();
+                st.device_page(&app, device, from, to, offset, n).map_err(|_| QueryError::DeviceNotFound)?
+            }
+            None => merge_page(&AppIndex { d: self, app: &app }, from, to, offset, n),
+        };
+        Ok(Page { items, page_no: q.page_no, page_size: q.page_size, total_size: total })
+    }
+
+    // ----- cancel tasks ----------------------------------------------------------------------
+
+    /// Creates a cancel task for every PENDING command of a device. It is
+    /// created WAITTING and runs at the next [`Dispatcher::tick`].
+    pub fn create_cancel_task(&self, caller: &Caller, device: &DeviceId) -> Result<Receipt<CancelTask>, CancelTaskError> {
+        let app = self.apps.resolve(caller)?;
+        let (r, commit) = self.with_shard(self.shard_of(device), |st, now, fx| st.create_task(&app, device, now, fx));
+        match r {
+            Ok(task) => Ok(Receipt { value: task, commit }),
+            Err(CreateRefusal::DeviceNotFound) => Err(CancelTaskError::DeviceNotFound),
+            Err(_) => Err(CancelTaskError::Overloaded),
+        }
+    }
+
+    /// One cancel task.
+    pub fn cancel_task(&self, caller: &Caller, id: TaskId) -> Result<CancelTask, QueryError> {
+        let app = self.apps.resolve(caller)?;
+        let shard = self.shards.get(usize::from(id.shard())).ok_or(QueryError::TaskNotFound)?;
+        let st = shard.state.lock();
+        st.find_task(&app, id).and_then(|slot| st.task_snapshot(slot)).ok_or(QueryError::TaskNotFound)
+    }
+
+    /// A page of cancel tasks, oldest first. Tasks are few, so this filters
+    /// the application's tasks rather than keeping more indexes.
+    pub fn list_cancel_tasks(&self, caller: &Caller, q: &TaskQuery) -> Result<Page<CancelTask>, QueryError> {
+        let app = self.apps.resolve(caller)?;
+        let (from, to, offset) = window(q.from, q.to, q.page_no, q.page_size)?;
+        let keep = |t: &CancelTask| {
+            q.task_id.is_none_or(|id| id == t.id)
+                && q.device_id.as_ref().is_none_or(|d| *d == t.device_id)
+                && q.status.is_none_or(|s| s == t.status)
+                && t.creation_time >= from
+                && t.creation_time < to
+        };
+        let shards: Vec<usize> = match (&q.task_id, &q.device_id) {
+            (Some(id), _) => vec![usize::from(id.shard())].into_iter().filter(|s| *s < self.shards.len()).collect(),
+            (None, Some(d)) => vec![self.shard_of(d)],
+            (None, None) => (0..self.shards.len()).collect(),
+        };
+        let mut all = Vec::new();
+        for s in shards {
+            let st = self.shards[s].state.lock();
+            all.extend(st.tasks_of(&app, &keep).into_iter().map(|(c, q, t)| ((c, s, q), t)));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let total = all.len() as u64;
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(q.page_size as usize)
+            .map(|(_, t)| t)
+            .collect();
+        Ok(Page { items, page_no: q.page_no, page_size: q.page_size, total_size: total })
+    }
+
+    // ----- device events ------------------------------------------------------------------
+
+    /// The device reported data or connected: it can hear now. Releases its
+    /// cached commands (PSM devices stay reachable for the active window).
+    pub fn device_awake(&self, id: &DeviceId) -> Result<Receipt<()>, DeviceEventError> {
+        let (r, commit) = self.with_shard(self.shard_of(id), |st, now, fx| st.device_awake(id, now, fx));
+        r.ok_or(DeviceEventError::UnknownDevice)?;
+        Ok(Receipt { value: (), commit })
+    }
+
+    fn command_event(
+        &self,
+        id: CommandId,
+        ev: impl FnOnce(&mut ShardState, u32, Timestamp, &mut Effects) -> DeviceEventOutcome,
+    ) -> Result<Receipt<DeviceEventOutcome>, DeviceEventError> {
+        let s = usize::from(id.shard());
+        if s >= self.shards.len() {
+            return Err(DeviceEventError::UnknownCommand);
+        }
+        let (r, commit) = self.with_shard(s, |st, now, fx| st.find_command_any(id).map(|slot| ev(st, slot, now, fx)));
+        r.map(|value| Receipt { value, commit }).ok_or(DeviceEventError::UnknownCommand)
+    }
+
+    /// The device acknowledged a command (SENT → DELIVERED).
+    pub fn ack(&self, id: CommandId) -> Result<Receipt<DeviceEventOutcome>, DeviceEventError> {
+        self.command_event(id, |st, slot, now, fx| st.ack(slot, now, fx))
+    }
+
+    /// The device reported a command's result (→ SUCCESSFUL or FAILED; a
+    /// result while SENT implies the ACK first).
+    pub fn result(&self, id: CommandId, outcome: CommandOutcome) -> Result<Receipt<DeviceEventOutcome>, DeviceEventError> {
+        self.command_event(id, |st, slot, now, fx| st.result(slot, outcome, now, fx))
+    }
+
+    // ----- time -------------------------------------------------------------------------
+
+    /// Fires every deadline due now, shard by shard; returns how many fired.
+    /// A server calls it every few milliseconds; a simulation after moving its clock.
+    pub fn tick(&self) -> usize {
+        (0..self.shards.len()).map(|s| self.with_shard(s, |st, now, fx| st.fire_due(now, fx)).0).sum()
+    }
+
+    /// The earliest deadline over all shards (a lower bound: it may be a cancelled one).
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.shards.iter().filter_map(|s| s.state.lock().next_deadline()).min()
+    }
+
+    /// Moves a virtual clock forward by `by`, stopping at every deadline on
+    /// the way so that each fires at its own instant. Returns how many fired.
+    /// The dispatcher must have been built with this clock.
+    pub fn advance(&self, clock: &VirtualClock, by: Duration) -> usize {
+        let target = clock.now().saturating_add(by);
+        let mut fired = self.tick();
+        while let Some(next) = self.next_deadline() {
+            if next > target {
+                break;
+            }
+            clock.advance_to(next);
+            fired += self.tick();
+        }
+        clock.advance_to(target);
+        fired + self.tick()
+    }
+
+    // ----- introspection ------------------------------------------------------------------
+
+    /// Counters summed over the shards.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for s in self.shards.iter() {
+            let st = s.state.lock().stats();
+            total.created += st.created;
+            total.transitions += st.transitions;
+            total.retransmissions += st.retransmissions;
+            total.late_events_ignored += st.late_events_ignored;
+            total.swept += st.swept;
+            total.live += st.live;
+            total.devices += st.devices;
+            total.timer_entries += st.timer_entries;
+        }
+        total
+    }
+
+    /// The PENDING commands of a device in the order they will be sent.
+    pub fn queued_commands(&self, caller: &Caller, device: &DeviceId) -> Result<Vec<CommandId>, QueryError> {
+        let app = self.apps.resolve(caller)?;
+        let st = self.shards[self.shard_of(device)].state.lock();
+        let slot = st.device_slot(&app, device).ok_or(QueryError::DeviceNotFound)?;
+        Ok(st.queued(slot).into_iter().filter_map(|c| st.snapshot(c).map(|c| c.id)).collect())
+    }
+
+    /// Checks every shard's internal invariants; for tests, fuzzing and debugging.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.shards.iter().try_for_each(|s| s.state.lock().check_invariants())
+    }
+}
+
+struct AppIndex<'a> {
+    d: &'a Dispatcher,
+    app: &'a AppId,
+}
+
+impl ShardIndex for AppIndex<'_> {
+    fn shards(&self) -> usize {
+        self.d.shards.len()
+    }
+    fn count(&self, s: usize, from: Timestamp, to: Timestamp) -> u64 {
+        self.d.shards[s].state.lock().count_app(self.app, from, to)
+    }
+    fn tie_cursor(&self, s: usize, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)> {
+        self.d.shards[s].state.lock().tie_cursor(self.app, t, skip)
+    }
+    fn fetch(&self, s: usize, cursor: (Timestamp, u64), to: Timestamp, n: usize) -> Vec<((Timestamp, u64), Command)> {
+        self.d.shards[s].state.lock().fetch_app(self.app, cursor, to, n)
+    }
+}

@@ -1,0 +1,94 @@
+//! What a shard operation must hand out once the shard lock is released.
+
+use crate::cancel_task::CancelTaskStatus;
+use crate::command::Command;
+use crate::id::DeviceId;
+use crate::output::{CancelTaskRecord, Issue, Mutation, StatusChange};
+
+/// Store mutations, sends and status changes recorded under a shard lock, in
+/// the order they happened. Only what some sink will take is recorded.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    store: bool,
+    events: bool,
+    link: bool,
+    pub(crate) mutations: Vec<Mutation>,
+    pub(crate) issues: Vec<Issue>,
+    pub(crate) changes: Vec<StatusChange>,
+}
+
+impl Effects {
+    pub(crate) fn new(store: bool, events: bool, link: bool) -> Self {
+        Self { store, events, link, ..Self::default() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.mutations.is_empty() && self.issues.is_empty() && self.changes.is_empty()
+    }
+
+    pub(crate) fn wants_changes(&self) -> bool {
+        self.events
+    }
+
+    /// A command was created: its first record and its first status.
+    pub(crate) fn created(&mut self, command: Option<Command>) {
+        let Some(c) = command else { return };
+        if self.events {
+            self.changes.push(StatusChange {
+                command_id: c.id,
+                device_id: c.device_id.clone(),
+                from: None,
+                to: c.status,
+                at: c.creation_time,
+                callback_url: c.callback_url.clone(),
+                result: None,
+            });
+        }
+        if self.store {
+            self.mutations.push(Mutation::PutCommand(c));
+        }
+    }
+
+    /// The last status change was the creation of an immediate command, which
+    /// is SENT from the start: it reports no PENDING before it.
+    pub(crate) fn mark_last_change_as_creation(&mut self) {
+        if let Some(last) = self.changes.last_mut() {
+            last.from = None;
+        }
+    }
+
+    pub(crate) fn change(&mut self, change: Option<StatusChange>) {
+        if let Some(c) = change {
+            self.changes.push(c);
+        }
+    }
+
+    pub(crate) fn put_command(&mut self, command: impl FnOnce() -> Option<Command>) {
+        if self.store {
+            if let Some(c) = command() {
+                self.mutations.push(Mutation::PutCommand(c));
+            }
+        }
+    }
+
+    pub(crate) fn put_task(&mut self, task: impl FnOnce() -> Option<CancelTaskRecord>) {
+        if self.store {
+            if let Some(t) = task() {
+                debug_assert!(CancelTaskStatus::ALL.contains(&t.status));
+                self.mutations.push(Mutation::PutCancelTask(t));
+            }
+        }
+    }
+
+    pub(crate) fn remove_device(&mut self, id: &DeviceId) {
+        if self.store {
+            self.mutations.push(Mutation::RemoveDevice(id.clone()));
+        }
+    }
+
+    pub(crate) fn issue(&mut self, issue: Issue) {
+        if self.link {
+            self.issues.push(issue);
+        }
+    }
+}
