@@ -34,8 +34,13 @@ pub enum CancelTaskStatus {
 
 impl CancelTaskStatus {
     /// Every status.
-    pub const ALL: [CancelTaskStatus; 5] =
-        [Self::Waitting, Self::Running, Self::Success, Self::PartSuccess, Self::Failed];
+    pub const ALL: [CancelTaskStatus; 5] = [
+        Self::Waitting,
+        Self::Running,
+        Self::Success,
+        Self::PartSuccess,
+        Self::Failed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {

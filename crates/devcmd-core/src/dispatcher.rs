@@ -14,7 +14,7 @@ use crate::error::{
     CancelError, CancelTaskError, CreateError, DeviceEventError, InvalidInput, QueryError, RegistryError,
 };
 use crate::id::{AppId, CommandId, DeviceId, TaskId, splitmix};
-use crate::output::{Commit, CommandStore, DeviceLink, EventSink, Mutation};
+use crate::output::{CommandStore, Commit, DeviceLink, EventSink, Mutation};
 use crate::query::{CommandQuery, Page, ShardIndex, TaskQuery, merge_page, window};
 use crate::registry::{App, AppRegistry, Caller, Device, NewDevice};
 use crate::shard::{CreateRefusal, DeviceEventOutcome, ShardState, ShardStats};
@@ -132,14 +132,22 @@ pub struct Dispatcher {
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("shards", &self.shards.len()).finish_non_exhaustive()
+        f.debug_struct("Dispatcher")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Dispatcher {
     /// A builder with `config`, the system clock, and no store, link or event sink.
     pub fn builder(config: CoreConfig) -> DispatcherBuilder {
-        DispatcherBuilder { config, clock: Arc::new(SystemClock), store: None, link: None, events: None }
+        DispatcherBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            store: None,
+            link: None,
+            events: None,
+        }
     }
 
     /// The configuration in force.
@@ -204,20 +212,29 @@ impl Dispatcher {
     /// Adds an application.
     pub fn add_app(&self, app: App) -> Result<Receipt<()>, RegistryError> {
         self.apps.insert(app.clone())?;
-        Ok(Receipt { value: (), commit: self.submit(vec![Mutation::PutApp(app)]) })
+        Ok(Receipt {
+            value: (),
+            commit: self.submit(vec![Mutation::PutApp(app)]),
+        })
     }
 
     /// Replaces an application's settings (secret hash, quota, authorisations).
     pub fn update_app(&self, app: App) -> Result<Receipt<()>, RegistryError> {
         self.apps.update(app.clone())?;
-        Ok(Receipt { value: (), commit: self.submit(vec![Mutation::PutApp(app)]) })
+        Ok(Receipt {
+            value: (),
+            commit: self.submit(vec![Mutation::PutApp(app)]),
+        })
     }
 
     /// Removes an application. Its devices and commands stay until removed;
     /// the HTTP layer refuses its logins from now on.
     pub fn remove_app(&self, id: &AppId) -> Result<Receipt<App>, RegistryError> {
         let app = self.apps.remove(id)?;
-        Ok(Receipt { value: app, commit: self.submit(vec![Mutation::RemoveApp(id.clone())]) })
+        Ok(Receipt {
+            value: app,
+            commit: self.submit(vec![Mutation::RemoveApp(id.clone())]),
+        })
     }
 
     /// An application by id.
@@ -256,7 +273,12 @@ impl Dispatcher {
                 Some(id) => id.clone(),
                 None => self.new_device_id(),
             };
-            let device = Device { id, node_id: req.node_id.clone(), owner: owner.clone(), profile: req.profile };
+            let device = Device {
+                id,
+                node_id: req.node_id.clone(),
+                owner: owner.clone(),
+                profile: req.profile,
+            };
             let s = self.shard_of(&device.id);
             let (added, _) = self.with_shard(s, |st, _, _| st.add_device(&device));
             if added {
@@ -297,9 +319,10 @@ impl Dispatcher {
         match r {
             Ok(command) => Ok(Receipt { value: command, commit }),
             Err(CreateRefusal::DeviceNotFound) => Err(CreateError::DeviceNotFound),
-            Err(CreateRefusal::DeviceFull) => {
-                Err(CreateError::DeviceQueueFull { limit: self.cfg.device_live_max, request: Box::new(req) })
-            }
+            Err(CreateRefusal::DeviceFull) => Err(CreateError::DeviceQueueFull {
+                limit: self.cfg.device_live_max,
+                request: Box::new(req),
+            }),
             Err(CreateRefusal::Overloaded) => Err(CreateError::Overloaded { request: Box::new(req) }),
         }
     }
@@ -313,7 +336,8 @@ impl Dispatcher {
         }
         let (r, commit) = self.with_shard(s, |st, now, fx| {
             let slot = st.find_command(&app, id).ok_or(CancelError::CommandNotFound)?;
-            st.cancel(slot, now, fx).map_err(|status| CancelError::NotCancellable { status })
+            st.cancel(slot, now, fx)
+                .map_err(|status| CancelError::NotCancellable { status })
         });
         r.map(|value| Receipt { value, commit })
     }
@@ -324,7 +348,9 @@ impl Dispatcher {
         let s = usize::from(id.shard());
         let shard = self.shards.get(s).ok_or(QueryError::CommandNotFound)?;
         let st = shard.state.lock();
-        st.find_command(&app, id).and_then(|slot| st.snapshot(slot)).ok_or(QueryError::CommandNotFound)
+        st.find_command(&app, id)
+            .and_then(|slot| st.snapshot(slot))
+            .ok_or(QueryError::CommandNotFound)
     }
 
     /// A page of the commands of the application `caller` acts for, oldest first.
@@ -335,20 +361,32 @@ impl Dispatcher {
         let (total, items) = match &q.device_id {
             Some(device) => {
                 let st = self.shards[self.shard_of(device)].state.lock();
-                st.device_page(&app, device, from, to, offset, n).map_err(|_| QueryError::DeviceNotFound)?
+                st.device_page(&app, device, from, to, offset, n)
+                    .map_err(|_| QueryError::DeviceNotFound)?
             }
             None => merge_page(&AppIndex { d: self, app: &app }, from, to, offset, n),
         };
-        Ok(Page { items, page_no: q.page_no, page_size: q.page_size, total_size: total })
+        Ok(Page {
+            items,
+            page_no: q.page_no,
+            page_size: q.page_size,
+            total_size: total,
+        })
     }
 
     // ----- cancel tasks ----------------------------------------------------------------------
 
     /// Creates a cancel task for every PENDING command of a device. It is
     /// created WAITTING and runs at the next [`Dispatcher::tick`].
-    pub fn create_cancel_task(&self, caller: &Caller, device: &DeviceId) -> Result<Receipt<CancelTask>, CancelTaskError> {
+    pub fn create_cancel_task(
+        &self,
+        caller: &Caller,
+        device: &DeviceId,
+    ) -> Result<Receipt<CancelTask>, CancelTaskError> {
         let app = self.apps.resolve(caller)?;
-        let (r, commit) = self.with_shard(self.shard_of(device), |st, now, fx| st.create_task(&app, device, now, fx));
+        let (r, commit) = self.with_shard(self.shard_of(device), |st, now, fx| {
+            st.create_task(&app, device, now, fx)
+        });
         match r {
             Ok(task) => Ok(Receipt { value: task, commit }),
             Err(CreateRefusal::DeviceNotFound) => Err(CancelTaskError::DeviceNotFound),
@@ -359,9 +397,14 @@ impl Dispatcher {
     /// One cancel task.
     pub fn cancel_task(&self, caller: &Caller, id: TaskId) -> Result<CancelTask, QueryError> {
         let app = self.apps.resolve(caller)?;
-        let shard = self.shards.get(usize::from(id.shard())).ok_or(QueryError::TaskNotFound)?;
+        let shard = self
+            .shards
+            .get(usize::from(id.shard()))
+            .ok_or(QueryError::TaskNotFound)?;
         let st = shard.state.lock();
-        st.find_task(&app, id).and_then(|slot| st.task_snapshot(slot)).ok_or(QueryError::TaskNotFound)
+        st.find_task(&app, id)
+            .and_then(|slot| st.task_snapshot(slot))
+            .ok_or(QueryError::TaskNotFound)
     }
 
     /// A page of cancel tasks, oldest first. Tasks are few, so this filters
@@ -377,7 +420,10 @@ impl Dispatcher {
                 && t.creation_time < to
         };
         let shards: Vec<usize> = match (&q.task_id, &q.device_id) {
-            (Some(id), _) => vec![usize::from(id.shard())].into_iter().filter(|s| *s < self.shards.len()).collect(),
+            (Some(id), _) => vec![usize::from(id.shard())]
+                .into_iter()
+                .filter(|s| *s < self.shards.len())
+                .collect(),
             (None, Some(d)) => vec![self.shard_of(d)],
             (None, None) => (0..self.shards.len()).collect(),
         };
@@ -394,7 +440,12 @@ impl Dispatcher {
             .take(q.page_size as usize)
             .map(|(_, t)| t)
             .collect();
-        Ok(Page { items, page_no: q.page_no, page_size: q.page_size, total_size: total })
+        Ok(Page {
+            items,
+            page_no: q.page_no,
+            page_size: q.page_size,
+            total_size: total,
+        })
     }
 
     // ----- device events ------------------------------------------------------------------
@@ -416,8 +467,11 @@ impl Dispatcher {
         if s >= self.shards.len() {
             return Err(DeviceEventError::UnknownCommand);
         }
-        let (r, commit) = self.with_shard(s, |st, now, fx| st.find_command_any(id).map(|slot| ev(st, slot, now, fx)));
-        r.map(|value| Receipt { value, commit }).ok_or(DeviceEventError::UnknownCommand)
+        let (r, commit) = self.with_shard(s, |st, now, fx| {
+            st.find_command_any(id).map(|slot| ev(st, slot, now, fx))
+        });
+        r.map(|value| Receipt { value, commit })
+            .ok_or(DeviceEventError::UnknownCommand)
     }
 
     /// The device acknowledged a command (SENT → DELIVERED).
@@ -427,7 +481,11 @@ impl Dispatcher {
 
     /// The device reported a command's result (→ SUCCESSFUL or FAILED; a
     /// result while SENT implies the ACK first).
-    pub fn result(&self, id: CommandId, outcome: CommandOutcome) -> Result<Receipt<DeviceEventOutcome>, DeviceEventError> {
+    pub fn result(
+        &self,
+        id: CommandId,
+        outcome: CommandOutcome,
+    ) -> Result<Receipt<DeviceEventOutcome>, DeviceEventError> {
         self.command_event(id, |st, slot, now, fx| st.result(slot, outcome, now, fx))
     }
 
@@ -436,7 +494,9 @@ impl Dispatcher {
     /// Fires every deadline due now, shard by shard; returns how many fired.
     /// A server calls it every few milliseconds; a simulation after moving its clock.
     pub fn tick(&self) -> usize {
-        (0..self.shards.len()).map(|s| self.with_shard(s, |st, now, fx| st.fire_due(now, fx)).0).sum()
+        (0..self.shards.len())
+            .map(|s| self.with_shard(s, |st, now, fx| st.fire_due(now, fx)).0)
+            .sum()
     }
 
     /// The earliest deadline over all shards (a lower bound: it may be a cancelled one).
@@ -485,7 +545,11 @@ impl Dispatcher {
         let app = self.apps.resolve(caller)?;
         let st = self.shards[self.shard_of(device)].state.lock();
         let slot = st.device_slot(&app, device).ok_or(QueryError::DeviceNotFound)?;
-        Ok(st.queued(slot).into_iter().filter_map(|c| st.snapshot(c).map(|c| c.id)).collect())
+        Ok(st
+            .queued(slot)
+            .into_iter()
+            .filter_map(|c| st.snapshot(c).map(|c| c.id))
+            .collect())
     }
 
     /// Checks every shard's internal invariants; for tests, fuzzing and debugging.

@@ -19,7 +19,12 @@ pub(crate) struct Effects {
 
 impl Effects {
     pub(crate) fn new(store: bool, events: bool, link: bool) -> Self {
-        Self { store, events, link, ..Self::default() }
+        Self {
+            store,
+            events,
+            link,
+            ..Self::default()
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -269,7 +269,13 @@ mod tests {
 
     #[test]
     fn command_id_rejects_bad_text() {
-        for bad in ["", "0e344774e64f4eefacb7ddf31f29b16", "0E344774E64F4EEFACB7DDF31F29B16C", "0e344774-e64f-4eef-acb7-ddf31f29b16c", "zz344774e64f4eefacb7ddf31f29b16c"] {
+        for bad in [
+            "",
+            "0e344774e64f4eefacb7ddf31f29b16",
+            "0E344774E64F4EEFACB7DDF31F29B16C",
+            "0e344774-e64f-4eef-acb7-ddf31f29b16c",
+            "zz344774e64f4eefacb7ddf31f29b16c",
+        ] {
             assert!(bad.parse::<CommandId>().is_err(), "{bad}");
         }
     }

@@ -117,7 +117,7 @@ pub use error::{
 };
 pub use id::{APP_ID_LEN_MAX, AppId, CommandId, DEVICE_ID_LEN_MAX, DeviceId, TaskId};
 pub use output::{
-    CancelTaskRecord, ChannelEvents, ChannelLink, Commit, CommitSignal, CommandStore, DeviceLink, EventSink, Issue,
+    CancelTaskRecord, ChannelEvents, ChannelLink, CommandStore, Commit, CommitSignal, DeviceLink, EventSink, Issue,
     LinkFull, MemoryStore, MemoryStoreState, Mutation, StatusChange,
 };
 pub use query::{CommandQuery, PAGE_SIZE_MAX, Page, TaskQuery};

@@ -9,8 +9,8 @@
 //! merges the shards from there, fetching a few entries at a time. Pages are
 //! oldest first, so new commands never shift earlier pages.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use crate::cancel_task::CancelTaskStatus;
 use crate::clock::Timestamp;
@@ -39,7 +39,13 @@ pub struct CommandQuery {
 
 impl Default for CommandQuery {
     fn default() -> Self {
-        Self { device_id: None, from: None, to: None, page_no: 0, page_size: PAGE_SIZE_MAX }
+        Self {
+            device_id: None,
+            from: None,
+            to: None,
+            page_no: 0,
+            page_size: PAGE_SIZE_MAX,
+        }
     }
 }
 
@@ -64,7 +70,15 @@ pub struct TaskQuery {
 
 impl Default for TaskQuery {
     fn default() -> Self {
-        Self { task_id: None, device_id: None, status: None, from: None, to: None, page_no: 0, page_size: PAGE_SIZE_MAX }
+        Self {
+            task_id: None,
+            device_id: None,
+            status: None,
+            from: None,
+            to: None,
+            page_no: 0,
+            page_size: PAGE_SIZE_MAX,
+        }
     }
 }
 
@@ -109,7 +123,13 @@ pub(crate) trait ShardIndex {
 }
 
 /// Selects the commands ranked `offset .. offset + n` in `[from, to)` over all shards.
-pub(crate) fn merge_page(ix: &dyn ShardIndex, from: Timestamp, to: Timestamp, offset: u64, n: usize) -> (u64, Vec<Command>) {
+pub(crate) fn merge_page(
+    ix: &dyn ShardIndex,
+    from: Timestamp,
+    to: Timestamp,
+    offset: u64,
+    n: usize,
+) -> (u64, Vec<Command>) {
     let shards = ix.shards();
     let total: u64 = (0..shards).map(|s| ix.count(s, from, to)).sum();
     if offset >= total || n == 0 || from >= to {
@@ -142,9 +162,8 @@ pub(crate) fn merge_page(ix: &dyn ShardIndex, from: Timestamp, to: Timestamp, of
     }
     // K-way merge, fetching a few at a time per shard.
     let chunk = n.clamp(1, 64);
-    let mut buffers: Vec<std::collections::VecDeque<((Timestamp, u64), Command)>> = (0..shards)
-        .map(|s| ix.fetch(s, cursors[s], to, chunk).into())
-        .collect();
+    let mut buffers: Vec<std::collections::VecDeque<((Timestamp, u64), Command)>> =
+        (0..shards).map(|s| ix.fetch(s, cursors[s], to, chunk).into()).collect();
     let mut heap = BinaryHeap::new();
     for (s, b) in buffers.iter().enumerate() {
         if let Some(((c, q), _)) = b.front() {
@@ -154,7 +173,9 @@ pub(crate) fn merge_page(ix: &dyn ShardIndex, from: Timestamp, to: Timestamp, of
     let mut page = Vec::with_capacity(n);
     while page.len() < n {
         let Some(Reverse((_, s, _))) = heap.pop() else { break };
-        let Some((key, cmd)) = buffers[s].pop_front() else { continue };
+        let Some((key, cmd)) = buffers[s].pop_front() else {
+            continue;
+        };
         page.push(cmd);
         if buffers[s].is_empty() {
             let next = (key.0, key.1.saturating_add(1));

@@ -24,7 +24,10 @@ pub struct Quota {
 impl Default for Quota {
     /// The platform's default: 100 calls per 60 s.
     fn default() -> Self {
-        Self { calls: 100, period_s: 60 }
+        Self {
+            calls: 100,
+            period_s: 60,
+        }
     }
 }
 
@@ -116,11 +119,16 @@ pub struct NewDevice {
 impl NewDevice {
     /// A PSM device with a generated id.
     pub fn new(node_id: &str) -> Self {
-        Self { device_id: None, node_id: node_id.to_owned(), profile: DeliveryProfile::Psm }
+        Self {
+            device_id: None,
+            node_id: node_id.to_owned(),
+            profile: DeliveryProfile::Psm,
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<(), InvalidInput> {
-        if self.node_id.is_empty() || self.node_id.len() > NODE_ID_LEN_MAX || self.node_id.chars().any(char::is_control) {
+        if self.node_id.is_empty() || self.node_id.len() > NODE_ID_LEN_MAX || self.node_id.chars().any(char::is_control)
+        {
             return Err(InvalidInput::new("nodeId", "must be 1..=64 printable characters"));
         }
         Ok(())
@@ -140,7 +148,10 @@ pub struct Caller {
 impl Caller {
     /// An application acting on its own devices.
     pub fn own(app: AppId) -> Self {
-        Self { app, on_behalf_of: None }
+        Self {
+            app,
+            on_behalf_of: None,
+        }
     }
 }
 

@@ -243,7 +243,11 @@ impl ShardState {
         }
         // At most u32::MAX applications: more would not fit in memory anyway.
         let k = u32::try_from(self.apps.len()).unwrap_or(u32::MAX);
-        self.apps.push(AppShard { id: app.clone(), commands: VecDeque::new(), tasks: VecDeque::new() });
+        self.apps.push(AppShard {
+            id: app.clone(),
+            commands: VecDeque::new(),
+            tasks: VecDeque::new(),
+        });
         self.app_keys.insert(app.clone(), k);
         k
     }
@@ -321,21 +325,30 @@ impl ShardState {
 
     /// Removes a device: its PENDING commands end CANCELED, those sent or
     /// delivered end TIMEOUT (the device can no longer answer).
-    pub(crate) fn remove_device(&mut self, app: &AppId, id: &DeviceId, now: Timestamp, fx: &mut Effects) -> Result<(), Lookup> {
+    pub(crate) fn remove_device(
+        &mut self,
+        app: &AppId,
+        id: &DeviceId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<(), Lookup> {
         let slot = self.owned_device(app, id).ok_or(Lookup::NotFound)?;
         let live: Vec<u32> = match self.live_device(slot) {
             Some(d) => d.history.iter().map(|e| e.slot).collect(),
             None => Vec::new(),
         };
-        for c in live {
-            let Some(status) = self.commands[c as usize].as_ref().map(|c| c.status) else { continue };
-            let event = match status {
-                CommandStatus::Pending => CommandEvent::Cancel,
-                CommandStatus::Sent | CommandStatus::Delivered => CommandEvent::Timeout,
-                _ => continue,
-            };
-            // The event fits the status by construction, so it cannot be refused.
-            let _ = self.transition(c, event, now, fx);
+        // PENDING ones first, so that ending the in-flight one releases nothing.
+        for (wanted, event) in [
+            (CommandStatus::Pending, CommandEvent::Cancel),
+            (CommandStatus::Sent, CommandEvent::Timeout),
+            (CommandStatus::Delivered, CommandEvent::Timeout),
+        ] {
+            for &c in &live {
+                if self.entry(c).is_some_and(|e| e.status == wanted) {
+                    // The event fits the status by construction, so it cannot be refused.
+                    let _ = self.transition(c, event, now, fx);
+                }
+            }
         }
         let hash = self.hasher.hash_one(id);
         if let Ok(entry) = self.device_table.find_entry(hash, |&s| s == slot) {
@@ -399,8 +412,16 @@ impl ShardState {
     }
 
     /// Creates a command for a device of `app`. The request is validated by the caller.
-    pub(crate) fn create(&mut self, app: &AppId, req: &NewCommand, now: Timestamp, fx: &mut Effects) -> Result<Command, CreateRefusal> {
-        let device = self.owned_device(app, &req.device_id).ok_or(CreateRefusal::DeviceNotFound)?;
+    pub(crate) fn create(
+        &mut self,
+        app: &AppId,
+        req: &NewCommand,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Command, CreateRefusal> {
+        let device = self
+            .owned_device(app, &req.device_id)
+            .ok_or(CreateRefusal::DeviceNotFound)?;
         let d_live = self.live_device(device).map_or(0, |d| d.live);
         if d_live >= self.cfg.device_live_max {
             return Err(CreateRefusal::DeviceFull);
@@ -487,7 +508,13 @@ impl ShardState {
     }
 
     /// The one place where a command's status changes.
-    fn transition(&mut self, slot: u32, event: CommandEvent, now: Timestamp, fx: &mut Effects) -> Result<CommandStatus, TransitionRefused> {
+    fn transition(
+        &mut self,
+        slot: u32,
+        event: CommandEvent,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<CommandStatus, TransitionRefused> {
         let cfg = Arc::clone(&self.cfg);
         let Some(c) = self.commands.get_mut(slot as usize).and_then(Option::as_mut) else {
             return Err(TransitionRefused::Terminal(CommandStatus::Canceled));
@@ -608,7 +635,9 @@ impl ShardState {
     }
 
     fn queue_push(&mut self, device: u32, slot: u32) {
-        let Some(tail) = self.live_device(device).map(|d| d.queue_tail) else { return };
+        let Some(tail) = self.live_device(device).map(|d| d.queue_tail) else {
+            return;
+        };
         if let Some(c) = self.commands[slot as usize].as_mut() {
             c.prev = tail;
             c.next = NIL;
@@ -627,7 +656,9 @@ impl ShardState {
     }
 
     fn queue_unlink(&mut self, device: u32, slot: u32) {
-        let Some((prev, next)) = self.entry(slot).map(|c| (c.prev, c.next)) else { return };
+        let Some((prev, next)) = self.entry(slot).map(|c| (c.prev, c.next)) else {
+            return;
+        };
         if prev != NIL {
             if let Some(p) = self.commands[prev as usize].as_mut() {
                 p.next = next;
@@ -696,7 +727,13 @@ impl ShardState {
     }
 
     /// A result: while SENT it implies the ACK first (two transitions).
-    pub(crate) fn result(&mut self, slot: u32, outcome: CommandOutcome, now: Timestamp, fx: &mut Effects) -> DeviceEventOutcome {
+    pub(crate) fn result(
+        &mut self,
+        slot: u32,
+        outcome: CommandOutcome,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> DeviceEventOutcome {
         let status = self.entry(slot).map(|c| c.status);
         match status {
             Some(CommandStatus::Sent) => {
@@ -708,7 +745,14 @@ impl ShardState {
         if let Some(c) = self.commands[slot as usize].as_mut() {
             c.result = outcome.detail.as_deref().map(Arc::from);
         }
-        match self.transition(slot, CommandEvent::Result { success: outcome.success }, now, fx) {
+        match self.transition(
+            slot,
+            CommandEvent::Result {
+                success: outcome.success,
+            },
+            now,
+            fx,
+        ) {
             Ok(s) => DeviceEventOutcome::Applied(s),
             Err(_) => self.ignored(slot),
         }
@@ -716,7 +760,13 @@ impl ShardState {
 
     // ----- cancel tasks ---------------------------------------------------------------------
 
-    pub(crate) fn create_task(&mut self, app: &AppId, device_id: &DeviceId, now: Timestamp, fx: &mut Effects) -> Result<CancelTask, CreateRefusal> {
+    pub(crate) fn create_task(
+        &mut self,
+        app: &AppId,
+        device_id: &DeviceId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<CancelTask, CreateRefusal> {
         let device = self.owned_device(app, device_id).ok_or(CreateRefusal::DeviceNotFound)?;
         if self.waiting_tasks >= self.cfg.waiting_tasks_per_shard_max {
             return Err(CreateRefusal::Overloaded);
@@ -731,7 +781,11 @@ impl ShardState {
         };
         let random = self.random80();
         let id = TaskId::compose(self.index, slot, random);
-        let commands = self.queued(device).into_iter().filter_map(|c| self.entry(c).map(|e| (c, e.id))).collect();
+        let commands = self
+            .queued(device)
+            .into_iter()
+            .filter_map(|c| self.entry(c).map(|e| (c, e.id)))
+            .collect();
         let app_key = self.live_device(device).map_or(0, |d| d.owner);
         let created = now.max(self.last_created);
         self.last_created = created;
@@ -746,7 +800,11 @@ impl ShardState {
             commands,
             timer_gen: 0,
         });
-        self.apps[app_key as usize].tasks.push_back(IndexEntry { created, seq: self.seq, slot });
+        self.apps[app_key as usize].tasks.push_back(IndexEntry {
+            created,
+            seq: self.seq,
+            slot,
+        });
         self.waiting_tasks += 1;
         self.arm_task(slot, now);
         fx.put_task(|| self.task_record(slot));
@@ -762,7 +820,10 @@ impl ShardState {
             return;
         };
         fx.put_task(|| self.task_record(slot));
-        let listed: Vec<(u32, CommandId)> = self.tasks[slot as usize].as_ref().map(|t| t.commands.clone()).unwrap_or_default();
+        let listed: Vec<(u32, CommandId)> = self.tasks[slot as usize]
+            .as_ref()
+            .map(|t| t.commands.clone())
+            .unwrap_or_default();
         let mut covered = listed.clone();
         // Every command PENDING now is cancelled, listed or not.
         for c in self.queued(device) {
@@ -775,7 +836,10 @@ impl ShardState {
         }
         let cancelled = covered
             .iter()
-            .filter(|(s, id)| self.entry(*s).is_some_and(|e| e.id == *id && e.status == CommandStatus::Canceled))
+            .filter(|(s, id)| {
+                self.entry(*s)
+                    .is_some_and(|e| e.id == *id && e.status == CommandStatus::Canceled)
+            })
             .count();
         let status = if cancelled == covered.len() {
             CancelTaskStatus::Success
@@ -830,8 +894,14 @@ impl ShardState {
     }
 
     /// Tasks of `app` in this shard, oldest first, that pass `keep`.
-    pub(crate) fn tasks_of(&self, app: &AppId, keep: &dyn Fn(&CancelTask) -> bool) -> Vec<(Timestamp, u64, CancelTask)> {
-        let Some(key) = self.app_key(app) else { return Vec::new() };
+    pub(crate) fn tasks_of(
+        &self,
+        app: &AppId,
+        keep: &dyn Fn(&CancelTask) -> bool,
+    ) -> Vec<(Timestamp, u64, CancelTask)> {
+        let Some(key) = self.app_key(app) else {
+            return Vec::new();
+        };
         self.apps[key as usize]
             .tasks
             .iter()
@@ -843,7 +913,9 @@ impl ShardState {
     // ----- timers --------------------------------------------------------------------------
 
     fn arm_command(&mut self, slot: u32, at: Timestamp) {
-        let Some(c) = self.commands[slot as usize].as_mut() else { return };
+        let Some(c) = self.commands[slot as usize].as_mut() else {
+            return;
+        };
         c.timer_gen = c.timer_gen.wrapping_add(1);
         if !c.timer_armed {
             c.timer_armed = true;
@@ -854,7 +926,9 @@ impl ShardState {
     }
 
     fn disarm_command(&mut self, slot: u32) {
-        let Some(c) = self.commands[slot as usize].as_mut() else { return };
+        let Some(c) = self.commands[slot as usize].as_mut() else {
+            return;
+        };
         c.timer_gen = c.timer_gen.wrapping_add(1);
         if c.timer_armed {
             c.timer_armed = false;
@@ -873,7 +947,11 @@ impl ShardState {
 
     fn arm_sweep(&mut self, now: Timestamp) {
         self.sweep_gen = self.sweep_gen.wrapping_add(1);
-        self.timers.arm(now.saturating_add(self.cfg.sweep_interval), TimerTarget::Sweep, self.sweep_gen);
+        self.timers.arm(
+            now.saturating_add(self.cfg.sweep_interval),
+            TimerTarget::Sweep,
+            self.sweep_gen,
+        );
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
@@ -886,7 +964,9 @@ impl ShardState {
         while let Some(due) = self.timers.pop_due(now) {
             match due.target {
                 TimerTarget::Command(slot) => {
-                    let live = self.entry(slot).is_some_and(|c| c.timer_armed && c.timer_gen == due.generation);
+                    let live = self
+                        .entry(slot)
+                        .is_some_and(|c| c.timer_armed && c.timer_gen == due.generation);
                     if live {
                         if let Some(c) = self.commands[slot as usize].as_mut() {
                             c.timer_armed = false;
@@ -897,7 +977,11 @@ impl ShardState {
                     }
                 }
                 TimerTarget::Task(slot) => {
-                    let live = self.tasks.get(slot as usize).and_then(Option::as_ref).is_some_and(|t| t.timer_gen == due.generation);
+                    let live = self
+                        .tasks
+                        .get(slot as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|t| t.timer_gen == due.generation);
                     if live {
                         self.timed_live = self.timed_live.saturating_sub(1);
                         self.run_task(slot, now, fx);
@@ -915,11 +999,18 @@ impl ShardState {
         let commands = &self.commands;
         let tasks = &self.tasks;
         let sweep_gen = self.sweep_gen;
-        self.timers.compact_if_needed(self.timed_live + 1, |target, g| match target {
-            TimerTarget::Command(s) => commands.get(s as usize).and_then(Option::as_ref).is_some_and(|c| c.timer_armed && c.timer_gen == g),
-            TimerTarget::Task(s) => tasks.get(s as usize).and_then(Option::as_ref).is_some_and(|t| t.timer_gen == g && !t.status.is_final()),
-            TimerTarget::Sweep => g == sweep_gen,
-        });
+        self.timers
+            .compact_if_needed(self.timed_live + 1, |target, g| match target {
+                TimerTarget::Command(s) => commands
+                    .get(s as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.timer_armed && c.timer_gen == g),
+                TimerTarget::Task(s) => tasks
+                    .get(s as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|t| t.timer_gen == g && !t.status.is_final()),
+                TimerTarget::Sweep => g == sweep_gen,
+            });
         fired
     }
 
@@ -971,7 +1062,9 @@ impl ShardState {
         let mut budget = SWEEP_BATCH_MAX;
         for a in 0..self.apps.len() {
             while budget > 0 {
-                let Some(front) = self.apps[a].commands.front().copied() else { break };
+                let Some(front) = self.apps[a].commands.front().copied() else {
+                    break;
+                };
                 let done = self
                     .entry(front.slot)
                     .and_then(|c| c.terminal_at)
@@ -992,7 +1085,9 @@ impl ShardState {
                 budget -= 1;
             }
             while budget > 0 {
-                let Some(front) = self.apps[a].tasks.front().copied() else { break };
+                let Some(front) = self.apps[a].tasks.front().copied() else {
+                    break;
+                };
                 let done = self.tasks[front.slot as usize]
                     .as_ref()
                     .and_then(|t| t.finished)
@@ -1041,8 +1136,16 @@ impl ShardState {
     }
 
     /// Up to `n` of the app's commands with key ≥ `cursor` and creation before `to`.
-    pub(crate) fn fetch_app(&self, app: &AppId, cursor: (Timestamp, u64), to: Timestamp, n: usize) -> Vec<((Timestamp, u64), Command)> {
-        let Some(key) = self.app_key(app) else { return Vec::new() };
+    pub(crate) fn fetch_app(
+        &self,
+        app: &AppId,
+        cursor: (Timestamp, u64),
+        to: Timestamp,
+        n: usize,
+    ) -> Vec<((Timestamp, u64), Command)> {
+        let Some(key) = self.app_key(app) else {
+            return Vec::new();
+        };
         let idx = &self.apps[key as usize].commands;
         let start = idx.partition_point(|e| (e.created, e.seq) < cursor);
         idx.range(start..)
@@ -1053,13 +1156,32 @@ impl ShardState {
     }
 
     /// One page of a device's commands created in `[from, to)`, and their total.
-    pub(crate) fn device_page(&self, app: &AppId, device: &DeviceId, from: Timestamp, to: Timestamp, offset: u64, n: usize) -> Result<(u64, Vec<Command>), Lookup> {
+    pub(crate) fn device_page(
+        &self,
+        app: &AppId,
+        device: &DeviceId,
+        from: Timestamp,
+        to: Timestamp,
+        offset: u64,
+        n: usize,
+    ) -> Result<(u64, Vec<Command>), Lookup> {
         let slot = self.owned_device(app, device).ok_or(Lookup::NotFound)?;
-        let Some(d) = self.live_device(slot) else { return Err(Lookup::NotFound) };
+        let Some(d) = self.live_device(slot) else {
+            return Err(Lookup::NotFound);
+        };
         let (lo, hi) = Self::window(&d.history, from, to);
         let total = (hi - lo) as u64;
-        let start = usize::try_from(offset).ok().and_then(|o| lo.checked_add(o)).unwrap_or(hi).min(hi);
-        let page = d.history.range(start..hi).take(n).filter_map(|e| self.snapshot(e.slot)).collect();
+        let start = usize::try_from(offset)
+            .ok()
+            .and_then(|o| lo.checked_add(o))
+            .unwrap_or(hi)
+            .min(hi);
+        let page = d
+            .history
+            .range(start..hi)
+            .take(n)
+            .filter_map(|e| self.snapshot(e.slot))
+            .collect();
         Ok((total, page))
     }
 
@@ -1102,7 +1224,11 @@ impl ShardState {
             if d.queue_tail != prev {
                 return Err("queue tail mismatch".into());
             }
-            let dev_live = d.history.iter().filter(|e| self.entry(e.slot).is_some_and(|c| !c.status.is_terminal())).count();
+            let dev_live = d
+                .history
+                .iter()
+                .filter(|e| self.entry(e.slot).is_some_and(|c| !c.status.is_terminal()))
+                .count();
             if dev_live as u32 != d.live {
                 return Err(format!("device live {} != {}", d.live, dev_live));
             }
@@ -1112,7 +1238,14 @@ impl ShardState {
                     return Err(format!("in-flight command is {}", c.status));
                 }
             }
-            let sent_cached = d.history.iter().filter(|e| self.entry(e.slot).is_some_and(|c| c.cached && c.status == CommandStatus::Sent)).count();
+            let sent_cached = d
+                .history
+                .iter()
+                .filter(|e| {
+                    self.entry(e.slot)
+                        .is_some_and(|c| c.cached && c.status == CommandStatus::Sent)
+                })
+                .count();
             if sent_cached > 1 {
                 return Err("more than one cached command in flight".into());
             }

@@ -54,7 +54,12 @@ impl TimerHeap {
     /// Arms `target` at `at` with `generation` (the caller has already bumped it).
     pub(crate) fn arm(&mut self, at: Timestamp, target: TimerTarget, generation: u32) {
         self.seq += 1;
-        self.heap.push(Reverse(Entry { at, seq: self.seq, target, generation }));
+        self.heap.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            target,
+            generation,
+        }));
     }
 
     /// Removes and returns the earliest entry due at `now`, stale or not.
@@ -64,7 +69,11 @@ impl TimerHeap {
             return None;
         }
         let Reverse(e) = self.heap.pop()?;
-        Some(Due { target: e.target, generation: e.generation, at: e.at })
+        Some(Due {
+            target: e.target,
+            generation: e.generation,
+            at: e.at,
+        })
     }
 
     /// The earliest deadline, possibly of a stale entry (a lower bound).
@@ -121,9 +130,19 @@ mod tests {
             h.arm(t(u64::from(i)), TimerTarget::Command(i), 1);
         }
         // Only even slots still hold generation 1.
-        h.compact_if_needed(5_000, |target, g| matches!(target, TimerTarget::Command(s) if s % 2 == 0 && g == 1));
-        assert_eq!(h.len(), 10_000, "not compacted while stale entries do not outnumber live ones");
-        h.compact_if_needed(100, |target, g| matches!(target, TimerTarget::Command(s) if s % 2 == 0 && g == 1));
+        h.compact_if_needed(
+            5_000,
+            |target, g| matches!(target, TimerTarget::Command(s) if s % 2 == 0 && g == 1),
+        );
+        assert_eq!(
+            h.len(),
+            10_000,
+            "not compacted while stale entries do not outnumber live ones"
+        );
+        h.compact_if_needed(
+            100,
+            |target, g| matches!(target, TimerTarget::Command(s) if s % 2 == 0 && g == 1),
+        );
         assert_eq!(h.len(), 5_000);
         let first = h.pop_due(t(u64::MAX)).unwrap();
         assert_eq!(first.target, TimerTarget::Command(0));
