@@ -148,6 +148,9 @@ impl NewCommand {
                 return Err(InvalidInput::new("callbackUrl", "must be 1..=1024 bytes"));
             }
         }
+        if self.expire_time_s == Some(u32::MAX) {
+            return Err(InvalidInput::new("expireTime", "must be below 4294967295"));
+        }
         if self.max_retransmit.is_some_and(|m| m > MAX_RETRANSMIT_MAX) {
             return Err(InvalidInput::new("maxRetransmit", "must be 0..=3"));
         }
@@ -176,6 +179,68 @@ pub struct CommandOutcome {
     pub detail: Option<String>,
 }
 
+/// What a command asks: service id, method and raw JSON parameters, kept in
+/// one shared allocation (a command costs one allocation for all three, and
+/// copies of it are reference-counted).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CommandBody {
+    text: Arc<str>,
+    service_len: u8,
+    method_len: u8,
+}
+
+impl CommandBody {
+    /// Joins the three parts. Lengths beyond the API's limits are refused.
+    pub fn new(service_id: &str, method: &str, paras: &str) -> Result<Self, InvalidInput> {
+        let service_len = u8::try_from(service_id.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= SERVICE_ID_LEN_MAX)
+            .ok_or(InvalidInput::new("command.serviceId", "too long"))?;
+        let method_len = u8::try_from(method.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= METHOD_LEN_MAX)
+            .ok_or(InvalidInput::new("command.method", "too long"))?;
+        let mut text = String::with_capacity(service_id.len() + method.len() + paras.len());
+        text.push_str(service_id);
+        text.push_str(method);
+        text.push_str(paras);
+        Ok(Self {
+            text: Arc::from(text),
+            service_len,
+            method_len,
+        })
+    }
+
+    /// The service id.
+    pub fn service_id(&self) -> &str {
+        // The split points are char boundaries: they end whole strings pushed in `new`.
+        self.text.get(..usize::from(self.service_len)).unwrap_or("")
+    }
+
+    /// The command name.
+    pub fn method(&self) -> &str {
+        let start = usize::from(self.service_len);
+        self.text.get(start..start + usize::from(self.method_len)).unwrap_or("")
+    }
+
+    /// The raw JSON parameters.
+    pub fn paras(&self) -> &str {
+        self.text
+            .get(usize::from(self.service_len) + usize::from(self.method_len)..)
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Debug for CommandBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandBody")
+            .field("service_id", &self.service_id())
+            .field("method", &self.method())
+            .field("paras", &self.paras())
+            .finish()
+    }
+}
+
 /// A complete picture of one command at one moment: every field the API shows
 /// and the store keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,12 +251,8 @@ pub struct Command {
     pub app_id: AppId,
     /// The target device.
     pub device_id: DeviceId,
-    /// The service id.
-    pub service_id: Arc<str>,
-    /// The command name.
-    pub method: Arc<str>,
-    /// Raw JSON parameters.
-    pub paras: Arc<str>,
+    /// Service id, method and parameters.
+    pub body: CommandBody,
     /// Where status changes are pushed.
     pub callback_url: Option<Arc<str>>,
     /// `expireTime` as given (None when left out).
@@ -214,4 +275,22 @@ pub struct Command {
     pub terminal_time: Option<Timestamp>,
     /// Resends so far: the first send counts 0, as the platform reports.
     pub issued_times: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_parts_round_trip() {
+        let b = CommandBody::new("Light", "SET_LEVEL", r#"{"v":"é"}"#).unwrap();
+        assert_eq!(
+            (b.service_id(), b.method(), b.paras()),
+            ("Light", "SET_LEVEL", r#"{"v":"é"}"#)
+        );
+        let empty = CommandBody::new("", "", "").unwrap();
+        assert_eq!((empty.service_id(), empty.method(), empty.paras()), ("", "", ""));
+        assert!(CommandBody::new(&"s".repeat(65), "m", "").is_err());
+        assert!(CommandBody::new("s", &"m".repeat(129), "").is_err());
+    }
 }

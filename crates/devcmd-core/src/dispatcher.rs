@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use crate::cancel_task::CancelTask;
 use crate::clock::{Clock, SystemClock, Timestamp, VirtualClock};
-use crate::command::{Command, CommandOutcome, NewCommand};
+use crate::command::{Command, CommandBody, CommandOutcome, NewCommand};
 use crate::config::CoreConfig;
 use crate::effects::Effects;
 use crate::error::{
@@ -314,8 +314,9 @@ impl Dispatcher {
     pub fn create_command(&self, caller: &Caller, req: NewCommand) -> Result<Receipt<Command>, CreateError> {
         req.validate(self.cfg.paras_len_max)?;
         let app = self.apps.resolve(caller)?;
+        let body = CommandBody::new(&req.service_id, &req.method, &req.paras)?;
         let s = self.shard_of(&req.device_id);
-        let (r, commit) = self.with_shard(s, |st, now, fx| st.create(&app, &req, now, fx));
+        let (r, commit) = self.with_shard(s, |st, now, fx| st.create(&app, &req, body, now, fx));
         match r {
             Ok(command) => Ok(Receipt { value: command, commit }),
             Err(CreateRefusal::DeviceNotFound) => Err(CreateError::DeviceNotFound),

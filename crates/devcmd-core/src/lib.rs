@@ -106,8 +106,8 @@ mod timer;
 pub use cancel_task::{CancelTask, CancelTaskStatus};
 pub use clock::{Clock, SystemClock, Timestamp, VirtualClock};
 pub use command::{
-    CALLBACK_URL_LEN_MAX, Command, CommandOutcome, CommandStatus, EXPIRE_TIME_DEFAULT_S, MAX_RETRANSMIT_DEFAULT,
-    MAX_RETRANSMIT_MAX, METHOD_LEN_MAX, NewCommand, SERVICE_ID_LEN_MAX,
+    CALLBACK_URL_LEN_MAX, Command, CommandBody, CommandOutcome, CommandStatus, EXPIRE_TIME_DEFAULT_S,
+    MAX_RETRANSMIT_DEFAULT, MAX_RETRANSMIT_MAX, METHOD_LEN_MAX, NewCommand, SERVICE_ID_LEN_MAX,
 };
 pub use config::CoreConfig;
 pub use dispatcher::{Dispatcher, DispatcherBuilder, Receipt, Stats};

@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::cancel_task::CancelTaskStatus;
 use crate::clock::Timestamp;
-use crate::command::{Command, CommandStatus};
+use crate::command::{Command, CommandBody, CommandStatus};
 use crate::error::StoreError;
 use crate::id::{AppId, CommandId, DeviceId, TaskId};
 use crate::registry::{App, Device};
@@ -248,12 +248,8 @@ pub struct Issue {
     pub command_id: CommandId,
     /// The device to send it to.
     pub device_id: DeviceId,
-    /// Its service id.
-    pub service_id: Arc<str>,
-    /// Its command name.
-    pub method: Arc<str>,
-    /// Its raw JSON parameters.
-    pub paras: Arc<str>,
+    /// Its service id, method and parameters.
+    pub body: CommandBody,
     /// 0 for the first send, then 1, 2, … for resends.
     pub attempt: u8,
 }
@@ -362,9 +358,7 @@ mod tests {
         let issue = Issue {
             command_id: CommandId::compose(0, 0, 1),
             device_id: DeviceId::new("d").unwrap(),
-            service_id: "s".into(),
-            method: "m".into(),
-            paras: "{}".into(),
+            body: crate::command::CommandBody::new("s", "m", "{}").unwrap(),
             attempt: 0,
         };
         assert_eq!(link.issue(issue.clone()), Ok(()));

@@ -11,18 +11,19 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::cancel_task::{CancelTask, CancelTaskStatus};
 use crate::clock::Timestamp;
-use crate::command::{Command, CommandOutcome, CommandStatus, NewCommand};
+use crate::command::{Command, CommandBody, CommandOutcome, CommandStatus, NewCommand};
 use crate::config::CoreConfig;
 use crate::effects::Effects;
 use crate::id::{AppId, CommandId, DeviceId, TaskId, splitmix};
 use crate::machine::{CommandEvent, TransitionRefused, next_status};
 use crate::output::{CancelTaskRecord, Issue, StatusChange};
 use crate::registry::{DeliveryProfile, Device};
-use crate::timer::{TimerHeap, TimerTarget};
+use crate::timer::{TIMER_SLOT_MAX, TimerHeap, TimerTarget};
 
 /// "No slot" in the intrusive queue links.
 const NIL: u32 = u32::MAX;
@@ -50,26 +51,19 @@ pub struct ShardStats {
     pub timer_entries: u64,
 }
 
-/// An index entry: a command or task in creation order.
-#[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    created: Timestamp,
-    seq: u64,
-    slot: u32,
-}
-
-/// One application's commands and tasks in this shard, oldest first.
+/// One application's commands and tasks in this shard, by slot, oldest
+/// first: ordered by `(created, seq)` of the slots they name.
 #[derive(Debug)]
 struct AppShard {
     id: AppId,
-    commands: VecDeque<IndexEntry>,
-    tasks: VecDeque<IndexEntry>,
+    commands: VecDeque<u32>,
+    tasks: VecDeque<u32>,
 }
 
 #[derive(Debug)]
 struct DeviceEntry {
     id: DeviceId,
-    node_id: Box<str>,
+    node_id: CompactString,
     owner: u32,
     profile: DeliveryProfile,
     awake_until: Timestamp,
@@ -77,8 +71,15 @@ struct DeviceEntry {
     queue_head: u32,
     queue_tail: u32,
     in_flight: u32,
-    /// Every command of the device still in memory, oldest first.
-    history: VecDeque<IndexEntry>,
+    /// Every command of the device still in memory, oldest first; allocated
+    /// with the device's first command, so an idle device costs no more.
+    history: Option<Box<VecDeque<u32>>>,
+}
+
+impl DeviceEntry {
+    fn history(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        self.history.iter().flat_map(|h| h.iter().copied())
+    }
 }
 
 #[derive(Debug)]
@@ -97,32 +98,60 @@ impl DeviceSlot {
     }
 }
 
+/// A command in memory, kept compact: instants use [`UNSET`] for "not yet".
 #[derive(Debug)]
 struct CommandEntry {
-    id: CommandId,
-    device: u32,
-    app: u32,
-    service_id: Arc<str>,
-    method: Arc<str>,
-    paras: Arc<str>,
+    /// The random low 64 bits of the id; the rest is the shard, the slot and
+    /// the low 16 bits of `seq` (see [`ShardState::command_id`]).
+    id_random: u64,
+    /// Creation order in the shard; ties of `created` are broken by it.
+    seq: u64,
+    created: Timestamp,
+    expire_at: Timestamp,
+    issued_at: Timestamp,
+    delivered_at: Timestamp,
+    executed_at: Timestamp,
+    terminal_at: Timestamp,
+    body: CommandBody,
     callback_url: Option<Arc<str>>,
     result: Option<Arc<str>>,
-    expire_time_s: Option<u32>,
+    /// `expireTime` as given, [`EXPIRE_UNSET`] when left out.
+    expire_time_s: u32,
+    device: u32,
+    app: u32,
+    prev: u32,
+    next: u32,
+    timer_gen: u32,
     max_retransmit: u8,
     issued_times: u8,
     status: CommandStatus,
     /// Cached commands wait in the device's queue; immediate ones never do.
     cached: bool,
-    created: Timestamp,
-    expire_at: Timestamp,
-    issued_at: Option<Timestamp>,
-    delivered_at: Option<Timestamp>,
-    executed_at: Option<Timestamp>,
-    terminal_at: Option<Timestamp>,
-    timer_gen: u32,
     timer_armed: bool,
-    prev: u32,
-    next: u32,
+}
+
+/// "Not yet" for the instants of a [`CommandEntry`]: the epoch itself, which
+/// no command of this century is created at.
+const UNSET: Timestamp = Timestamp::from_millis(0);
+
+/// `expireTime` left out (the API refuses `u32::MAX` itself).
+const EXPIRE_UNSET: u32 = u32::MAX;
+
+fn set(t: Timestamp) -> Option<Timestamp> {
+    (t != UNSET).then_some(t)
+}
+
+impl CommandEntry {
+    fn key(&self) -> (Timestamp, u64) {
+        (self.created, self.seq)
+    }
+
+    /// The command's id, rebuilt from where it lives and its random bits.
+    fn id(&self, shard: u16, slot: u32) -> CommandId {
+        // Truncation intended: the id keeps the low 16 bits of the sequence.
+        let mid = u128::from(self.seq as u16) << 64;
+        CommandId::compose(shard, slot, mid | u128::from(self.id_random))
+    }
 }
 
 #[derive(Debug)]
@@ -130,6 +159,7 @@ struct TaskEntry {
     id: TaskId,
     app: u32,
     device: u32,
+    seq: u64,
     status: CancelTaskStatus,
     created: Timestamp,
     finished: Option<Timestamp>,
@@ -290,7 +320,7 @@ impl ShardState {
         };
         self.devices.push(DeviceSlot::Live(DeviceEntry {
             id: device.id.clone(),
-            node_id: device.node_id.as_str().into(),
+            node_id: CompactString::from(device.node_id.as_str()),
             owner,
             profile: device.profile,
             awake_until: Timestamp::from_millis(0),
@@ -298,7 +328,7 @@ impl ShardState {
             queue_head: NIL,
             queue_tail: NIL,
             in_flight: NIL,
-            history: VecDeque::new(),
+            history: None,
         }));
         let hasher = &self.hasher;
         let devices = &self.devices;
@@ -333,10 +363,10 @@ impl ShardState {
         fx: &mut Effects,
     ) -> Result<(), Lookup> {
         let slot = self.owned_device(app, id).ok_or(Lookup::NotFound)?;
-        let live: Vec<u32> = match self.live_device(slot) {
-            Some(d) => d.history.iter().map(|e| e.slot).collect(),
-            None => Vec::new(),
-        };
+        let live: Vec<u32> = self
+            .live_device(slot)
+            .map(|d| d.history().collect())
+            .unwrap_or_default();
         // PENDING ones first, so that ending the in-flight one releases nothing.
         for (wanted, event) in [
             (CommandStatus::Pending, CommandEvent::Cancel),
@@ -380,42 +410,42 @@ impl ShardState {
     pub(crate) fn find_command(&self, app: &AppId, id: CommandId) -> Option<u32> {
         let slot = id.slot();
         let c = self.entry(slot)?;
-        (c.id == id && self.apps[c.app as usize].id == *app).then_some(slot)
+        (c.id(self.index, slot) == id && self.apps[c.app as usize].id == *app).then_some(slot)
     }
 
     pub(crate) fn find_command_any(&self, id: CommandId) -> Option<u32> {
         let slot = id.slot();
-        (self.entry(slot)?.id == id).then_some(slot)
+        (self.entry(slot)?.id(self.index, slot) == id).then_some(slot)
     }
 
     pub(crate) fn snapshot(&self, slot: u32) -> Option<Command> {
         let c = self.entry(slot)?;
         Some(Command {
-            id: c.id,
+            id: c.id(self.index, slot),
             app_id: self.apps[c.app as usize].id.clone(),
             device_id: self.devices[c.device as usize].id().clone(),
-            service_id: c.service_id.clone(),
-            method: c.method.clone(),
-            paras: c.paras.clone(),
+            body: c.body.clone(),
             callback_url: c.callback_url.clone(),
-            expire_time_s: c.expire_time_s,
+            expire_time_s: (c.expire_time_s != EXPIRE_UNSET).then_some(c.expire_time_s),
             max_retransmit: c.max_retransmit,
             status: c.status,
             result: c.result.clone(),
             creation_time: c.created,
-            platform_issued_time: c.issued_at,
-            delivered_time: c.delivered_at,
-            execute_time: c.executed_at,
-            terminal_time: c.terminal_at,
+            platform_issued_time: set(c.issued_at),
+            delivered_time: set(c.delivered_at),
+            execute_time: set(c.executed_at),
+            terminal_time: set(c.terminal_at),
             issued_times: c.issued_times,
         })
     }
 
-    /// Creates a command for a device of `app`. The request is validated by the caller.
+    /// Creates a command for a device of `app`; the request was validated and
+    /// its body built by the caller, outside the lock.
     pub(crate) fn create(
         &mut self,
         app: &AppId,
         req: &NewCommand,
+        body: CommandBody,
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Command, CreateRefusal> {
@@ -435,15 +465,15 @@ impl ShardState {
                 let Ok(s) = u32::try_from(self.commands.len()) else {
                     return Err(CreateRefusal::Overloaded);
                 };
-                if s == NIL {
+                if s > TIMER_SLOT_MAX {
                     return Err(CreateRefusal::Overloaded);
                 }
                 self.commands.push(None);
                 s
             }
         };
-        let random = self.random80();
-        let id = CommandId::compose(self.index, slot, random);
+        // Truncation intended: 64 random bits are kept, the id's other 16 come from `seq`.
+        let id_random = self.random80() as u64;
         let created = now.max(self.last_created);
         self.last_created = created;
         self.seq += 1;
@@ -456,39 +486,35 @@ impl ShardState {
             created.saturating_add(std::time::Duration::from_secs(u64::from(expire_s)))
         };
         let app_key = self.live_device(device).map_or(0, |d| d.owner);
-        let service_id = self.intern(&req.service_id);
-        let method = self.intern(&req.method);
         let callback_url = req.callback_url.as_deref().map(|u| self.intern(u));
         self.commands[slot as usize] = Some(CommandEntry {
-            id,
-            device,
-            app: app_key,
-            service_id,
-            method,
-            paras: Arc::from(req.paras.as_str()),
+            id_random,
+            seq,
+            created,
+            expire_at,
+            issued_at: UNSET,
+            delivered_at: UNSET,
+            executed_at: UNSET,
+            terminal_at: UNSET,
+            body,
             callback_url,
             result: None,
-            expire_time_s: req.expire_time_s,
+            expire_time_s: req.expire_time_s.unwrap_or(EXPIRE_UNSET),
+            device,
+            app: app_key,
+            prev: NIL,
+            next: NIL,
+            timer_gen: 0,
             max_retransmit: req.max_retransmit.unwrap_or(crate::command::MAX_RETRANSMIT_DEFAULT),
             issued_times: 0,
             status: CommandStatus::Pending,
             cached: !immediate,
-            created,
-            expire_at,
-            issued_at: None,
-            delivered_at: None,
-            executed_at: None,
-            terminal_at: None,
-            timer_gen: 0,
             timer_armed: false,
-            prev: NIL,
-            next: NIL,
         });
-        let index = IndexEntry { created, seq, slot };
-        self.apps[app_key as usize].commands.push_back(index);
+        self.apps[app_key as usize].commands.push_back(slot);
         if let Some(d) = self.live_device_mut(device) {
             d.live += 1;
-            d.history.push_back(index);
+            d.history.get_or_insert_with(Default::default).push_back(slot);
         }
         self.stats.live += 1;
         self.stats.created += 1;
@@ -526,24 +552,24 @@ impl ShardState {
         let cached = c.cached;
         let deadline = match to {
             CommandStatus::Sent => {
-                c.issued_at = Some(now);
+                c.issued_at = now;
                 c.issued_times = 0;
                 Some(sent_deadline(c, &cfg, now))
             }
             CommandStatus::Delivered => {
-                c.delivered_at = Some(now);
+                c.delivered_at = now;
                 Some(now.saturating_add(cfg.result_timeout))
             }
             _ => None,
         };
         if matches!(to, CommandStatus::Successful | CommandStatus::Failed) {
-            c.executed_at = Some(now);
+            c.executed_at = now;
         }
         if to.is_terminal() {
-            c.terminal_at = Some(now);
+            c.terminal_at = now;
         }
         let change = fx.wants_changes().then(|| StatusChange {
-            command_id: c.id,
+            command_id: c.id(self.index, slot),
             device_id: self.devices[device as usize].id().clone(),
             from: Some(from),
             to,
@@ -589,11 +615,9 @@ impl ShardState {
     fn send(&self, slot: u32, attempt: u8, fx: &mut Effects) {
         if let Some(c) = self.entry(slot) {
             fx.issue(Issue {
-                command_id: c.id,
+                command_id: c.id(self.index, slot),
                 device_id: self.devices[c.device as usize].id().clone(),
-                service_id: c.service_id.clone(),
-                method: c.method.clone(),
-                paras: c.paras.clone(),
+                body: c.body.clone(),
                 attempt,
             });
         }
@@ -775,6 +799,9 @@ impl ShardState {
             Some(s) => s,
             None => {
                 let s = u32::try_from(self.tasks.len()).map_err(|_| CreateRefusal::Overloaded)?;
+                if s > TIMER_SLOT_MAX {
+                    return Err(CreateRefusal::Overloaded);
+                }
                 self.tasks.push(None);
                 s
             }
@@ -784,7 +811,7 @@ impl ShardState {
         let commands = self
             .queued(device)
             .into_iter()
-            .filter_map(|c| self.entry(c).map(|e| (c, e.id)))
+            .filter_map(|c| self.entry(c).map(|e| (c, e.id(self.index, c))))
             .collect();
         let app_key = self.live_device(device).map_or(0, |d| d.owner);
         let created = now.max(self.last_created);
@@ -794,17 +821,14 @@ impl ShardState {
             id,
             app: app_key,
             device,
+            seq: self.seq,
             status: CancelTaskStatus::Waitting,
             created,
             finished: None,
             commands,
             timer_gen: 0,
         });
-        self.apps[app_key as usize].tasks.push_back(IndexEntry {
-            created,
-            seq: self.seq,
-            slot,
-        });
+        self.apps[app_key as usize].tasks.push_back(slot);
         self.waiting_tasks += 1;
         self.arm_task(slot, now);
         fx.put_task(|| self.task_record(slot));
@@ -827,7 +851,7 @@ impl ShardState {
         let mut covered = listed.clone();
         // Every command PENDING now is cancelled, listed or not.
         for c in self.queued(device) {
-            if let Some(id) = self.entry(c).map(|e| e.id) {
+            if let Some(id) = self.entry(c).map(|e| e.id(self.index, c)) {
                 if !covered.iter().any(|(_, cid)| *cid == id) {
                     covered.push((c, id));
                 }
@@ -838,7 +862,7 @@ impl ShardState {
             .iter()
             .filter(|(s, id)| {
                 self.entry(*s)
-                    .is_some_and(|e| e.id == *id && e.status == CommandStatus::Canceled)
+                    .is_some_and(|e| e.id(self.index, *s) == *id && e.status == CommandStatus::Canceled)
             })
             .count();
         let status = if cancelled == covered.len() {
@@ -887,7 +911,7 @@ impl ShardState {
             commands: t
                 .commands
                 .iter()
-                .filter(|(s, id)| self.entry(*s).is_some_and(|e| e.id == *id))
+                .filter(|(s, id)| self.entry(*s).is_some_and(|e| e.id(self.index, *s) == *id))
                 .filter_map(|(s, _)| self.snapshot(*s))
                 .collect(),
         })
@@ -905,7 +929,10 @@ impl ShardState {
         self.apps[key as usize]
             .tasks
             .iter()
-            .filter_map(|e| self.task_snapshot(e.slot).map(|t| (e.created, e.seq, t)))
+            .filter_map(|&slot| {
+                let seq = self.tasks[slot as usize].as_ref()?.seq;
+                self.task_snapshot(slot).map(|t| (t.creation_time, seq, t))
+            })
             .filter(|(_, _, t)| keep(t))
             .collect()
     }
@@ -1027,7 +1054,7 @@ impl ShardState {
                 }
             }
             CommandStatus::Sent => {
-                let issued = c.issued_at.unwrap_or(now);
+                let issued = c.issued_at;
                 let timeout_at = issued.saturating_add(cfg.command_timeout);
                 if now >= timeout_at {
                     let _ = self.transition(slot, CommandEvent::Timeout, now, fx);
@@ -1066,21 +1093,27 @@ impl ShardState {
                     break;
                 };
                 let done = self
-                    .entry(front.slot)
-                    .and_then(|c| c.terminal_at)
+                    .entry(front)
+                    .and_then(|c| set(c.terminal_at))
                     .is_some_and(|t| t.saturating_add(retention) <= now);
                 if !done {
                     break;
                 }
                 self.apps[a].commands.pop_front();
-                let device = self.entry(front.slot).map_or(NIL, |c| c.device);
+                let device = self.entry(front).map_or(NIL, |c| c.device);
                 if let Some(d) = self.live_device_mut(device) {
-                    if d.history.front().is_some_and(|e| e.slot == front.slot) {
-                        d.history.pop_front();
+                    // The device's commands are all the app's, so its oldest is this one.
+                    if let Some(h) = d.history.as_mut() {
+                        if h.front() == Some(&front) {
+                            h.pop_front();
+                        }
+                        if h.is_empty() {
+                            d.history = None;
+                        }
                     }
                 }
-                self.commands[front.slot as usize] = None;
-                self.free_commands.push(front.slot);
+                self.commands[front as usize] = None;
+                self.free_commands.push(front);
                 self.stats.swept += 1;
                 budget -= 1;
             }
@@ -1088,7 +1121,7 @@ impl ShardState {
                 let Some(front) = self.apps[a].tasks.front().copied() else {
                     break;
                 };
-                let done = self.tasks[front.slot as usize]
+                let done = self.tasks[front as usize]
                     .as_ref()
                     .and_then(|t| t.finished)
                     .is_some_and(|t| t.saturating_add(retention) <= now);
@@ -1096,8 +1129,8 @@ impl ShardState {
                     break;
                 }
                 self.apps[a].tasks.pop_front();
-                self.tasks[front.slot as usize] = None;
-                self.free_tasks.push(front.slot);
+                self.tasks[front as usize] = None;
+                self.free_tasks.push(front);
                 budget -= 1;
             }
         }
@@ -1112,17 +1145,23 @@ impl ShardState {
 
     // ----- queries ---------------------------------------------------------------------------
 
+    /// The `(created, seq)` key of a slot named by an index (a missing one
+    /// sorts last; indexes only name live slots).
+    fn key(&self, slot: u32) -> (Timestamp, u64) {
+        self.entry(slot).map_or((Timestamp::NEVER, u64::MAX), CommandEntry::key)
+    }
+
     /// Positions `[lo, hi)` of the window `[from, to)` in an index.
-    fn window(index: &VecDeque<IndexEntry>, from: Timestamp, to: Timestamp) -> (usize, usize) {
-        let lo = index.partition_point(|e| e.created < from);
-        let hi = index.partition_point(|e| e.created < to);
+    fn window(&self, index: &VecDeque<u32>, from: Timestamp, to: Timestamp) -> (usize, usize) {
+        let lo = index.partition_point(|&s| self.key(s).0 < from);
+        let hi = index.partition_point(|&s| self.key(s).0 < to);
         (lo, hi.max(lo))
     }
 
     /// Number of the app's commands created in `[from, to)`.
     pub(crate) fn count_app(&self, app: &AppId, from: Timestamp, to: Timestamp) -> u64 {
         let Some(key) = self.app_key(app) else { return 0 };
-        let (lo, hi) = Self::window(&self.apps[key as usize].commands, from, to);
+        let (lo, hi) = self.window(&self.apps[key as usize].commands, from, to);
         (hi - lo) as u64
     }
 
@@ -1130,9 +1169,9 @@ impl ShardState {
     pub(crate) fn tie_cursor(&self, app: &AppId, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)> {
         let key = self.app_key(app)?;
         let idx = &self.apps[key as usize].commands;
-        let lo = idx.partition_point(|e| e.created < t);
+        let lo = idx.partition_point(|&s| self.key(s).0 < t);
         let pos = lo.checked_add(usize::try_from(skip).ok()?)?;
-        idx.get(pos).filter(|e| e.created == t).map(|e| (e.created, e.seq))
+        idx.get(pos).map(|&s| self.key(s)).filter(|k| k.0 == t)
     }
 
     /// Up to `n` of the app's commands with key ≥ `cursor` and creation before `to`.
@@ -1147,11 +1186,11 @@ impl ShardState {
             return Vec::new();
         };
         let idx = &self.apps[key as usize].commands;
-        let start = idx.partition_point(|e| (e.created, e.seq) < cursor);
+        let start = idx.partition_point(|&s| self.key(s) < cursor);
         idx.range(start..)
-            .take_while(|e| e.created < to)
+            .take_while(|&&s| self.key(s).0 < to)
             .take(n)
-            .filter_map(|e| self.snapshot(e.slot).map(|c| ((e.created, e.seq), c)))
+            .filter_map(|&s| self.snapshot(s).map(|c| (self.key(s), c)))
             .collect()
     }
 
@@ -1169,18 +1208,20 @@ impl ShardState {
         let Some(d) = self.live_device(slot) else {
             return Err(Lookup::NotFound);
         };
-        let (lo, hi) = Self::window(&d.history, from, to);
+        let Some(history) = d.history.as_deref() else {
+            return Ok((0, Vec::new()));
+        };
+        let (lo, hi) = self.window(history, from, to);
         let total = (hi - lo) as u64;
         let start = usize::try_from(offset)
             .ok()
             .and_then(|o| lo.checked_add(o))
             .unwrap_or(hi)
             .min(hi);
-        let page = d
-            .history
+        let page = history
             .range(start..hi)
             .take(n)
-            .filter_map(|e| self.snapshot(e.slot))
+            .filter_map(|&s| self.snapshot(s))
             .collect();
         Ok((total, page))
     }
@@ -1213,7 +1254,7 @@ impl ShardState {
                 if c.status != CommandStatus::Pending || !c.cached || c.device != slot || c.prev != prev {
                     return Err(format!("bad queue entry {cur}: {:?}", c.status));
                 }
-                let seq = d.history.iter().find(|e| e.slot == cur).map_or(0, |e| e.seq);
+                let seq = c.seq;
                 if seq <= last_seq {
                     return Err("queue out of creation order".into());
                 }
@@ -1225,9 +1266,8 @@ impl ShardState {
                 return Err("queue tail mismatch".into());
             }
             let dev_live = d
-                .history
-                .iter()
-                .filter(|e| self.entry(e.slot).is_some_and(|c| !c.status.is_terminal()))
+                .history()
+                .filter(|&s| self.entry(s).is_some_and(|c| !c.status.is_terminal()))
                 .count();
             if dev_live as u32 != d.live {
                 return Err(format!("device live {} != {}", d.live, dev_live));
@@ -1239,10 +1279,9 @@ impl ShardState {
                 }
             }
             let sent_cached = d
-                .history
-                .iter()
-                .filter(|e| {
-                    self.entry(e.slot)
+                .history()
+                .filter(|&s| {
+                    self.entry(s)
                         .is_some_and(|c| c.cached && c.status == CommandStatus::Sent)
                 })
                 .count();
@@ -1264,11 +1303,29 @@ fn resend_at(issued: Timestamp, issued_times: u8, cfg: &CoreConfig) -> Timestamp
 
 /// The next deadline of a SENT command: its next resend, or its timeout.
 fn sent_deadline(c: &CommandEntry, cfg: &CoreConfig, now: Timestamp) -> Timestamp {
-    let issued = c.issued_at.unwrap_or(now);
+    let issued = c.issued_at;
     let timeout_at = issued.saturating_add(cfg.command_timeout);
     if c.issued_times < c.max_retransmit && now < c.expire_at {
         resend_at(issued, c.issued_times, cfg).min(timeout_at)
     } else {
         timeout_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The memory budget (10 M pending commands in 3 GiB) depends on these sizes.
+    #[test]
+    fn entries_stay_compact() {
+        assert!(
+            std::mem::size_of::<Option<super::CommandEntry>>() <= 152,
+            "{}",
+            std::mem::size_of::<super::CommandEntry>()
+        );
+        assert!(
+            std::mem::size_of::<super::DeviceSlot>() <= 88,
+            "{}",
+            std::mem::size_of::<super::DeviceSlot>()
+        );
     }
 }
