@@ -249,7 +249,7 @@ impl Dispatcher {
 
     /// The application whose devices `caller` acts on.
     pub fn resolve(&self, caller: &Caller) -> Result<AppId, crate::error::AccessError> {
-        self.apps.resolve(caller)
+        self.apps.resolve(caller).cloned()
     }
 
     // ----- devices ----------------------------------------------------------------------
@@ -264,7 +264,7 @@ impl Dispatcher {
     /// Registers a device for the application `caller` acts for.
     pub fn register_device(&self, caller: &Caller, req: NewDevice) -> Result<Receipt<Device>, RegistryError> {
         req.validate()?;
-        let owner = self.apps.resolve(caller)?;
+        let owner = self.apps.resolve(caller)?.clone();
         if !self.apps.contains(&owner) {
             return Err(RegistryError::AppNotExisted);
         }
@@ -295,7 +295,7 @@ impl Dispatcher {
     /// Removes a device: its PENDING commands end CANCELED, those in flight TIMEOUT.
     pub fn remove_device(&self, caller: &Caller, id: &DeviceId) -> Result<Receipt<()>, RegistryError> {
         let app = self.apps.resolve(caller)?;
-        let (r, commit) = self.with_shard(self.shard_of(id), |st, now, fx| st.remove_device(&app, id, now, fx));
+        let (r, commit) = self.with_shard(self.shard_of(id), |st, now, fx| st.remove_device(app, id, now, fx));
         r.map_err(|_| RegistryError::DeviceNotFound)?;
         Ok(Receipt { value: (), commit })
     }
@@ -303,7 +303,7 @@ impl Dispatcher {
     /// A device of the application `caller` acts for.
     pub fn device(&self, caller: &Caller, id: &DeviceId) -> Result<Device, QueryError> {
         let app = self.apps.resolve(caller)?;
-        let (d, _) = self.with_shard(self.shard_of(id), |st, _, _| st.device(&app, id));
+        let (d, _) = self.with_shard(self.shard_of(id), |st, _, _| st.device(app, id));
         d.ok_or(QueryError::DeviceNotFound)
     }
 
@@ -316,7 +316,7 @@ impl Dispatcher {
         let app = self.apps.resolve(caller)?;
         let body = CommandBody::new(&req.service_id, &req.method, &req.paras)?;
         let s = self.shard_of(&req.device_id);
-        let (r, commit) = self.with_shard(s, |st, now, fx| st.create(&app, &req, body, now, fx));
+        let (r, commit) = self.with_shard(s, |st, now, fx| st.create(app, &req, body, now, fx));
         match r {
             Ok(command) => Ok(Receipt { value: command, commit }),
             Err(CreateRefusal::DeviceNotFound) => Err(CreateError::DeviceNotFound),
@@ -336,7 +336,7 @@ impl Dispatcher {
             return Err(CancelError::CommandNotFound);
         }
         let (r, commit) = self.with_shard(s, |st, now, fx| {
-            let slot = st.find_command(&app, id).ok_or(CancelError::CommandNotFound)?;
+            let slot = st.find_command(app, id).ok_or(CancelError::CommandNotFound)?;
             st.cancel(slot, now, fx)
                 .map_err(|status| CancelError::NotCancellable { status })
         });
@@ -349,7 +349,7 @@ impl Dispatcher {
         let s = usize::from(id.shard());
         let shard = self.shards.get(s).ok_or(QueryError::CommandNotFound)?;
         let st = shard.state.lock();
-        st.find_command(&app, id)
+        st.find_command(app, id)
             .and_then(|slot| st.snapshot(slot))
             .ok_or(QueryError::CommandNotFound)
     }
@@ -362,10 +362,10 @@ impl Dispatcher {
         let (total, items) = match &q.device_id {
             Some(device) => {
                 let st = self.shards[self.shard_of(device)].state.lock();
-                st.device_page(&app, device, from, to, offset, n)
+                st.device_page(app, device, from, to, offset, n)
                     .map_err(|_| QueryError::DeviceNotFound)?
             }
-            None => merge_page(&AppIndex { d: self, app: &app }, from, to, offset, n),
+            None => merge_page(&AppIndex { d: self, app }, from, to, offset, n),
         };
         Ok(Page {
             items,
@@ -386,7 +386,7 @@ impl Dispatcher {
     ) -> Result<Receipt<CancelTask>, CancelTaskError> {
         let app = self.apps.resolve(caller)?;
         let (r, commit) = self.with_shard(self.shard_of(device), |st, now, fx| {
-            st.create_task(&app, device, now, fx)
+            st.create_task(app, device, now, fx)
         });
         match r {
             Ok(task) => Ok(Receipt { value: task, commit }),
@@ -403,7 +403,7 @@ impl Dispatcher {
             .get(usize::from(id.shard()))
             .ok_or(QueryError::TaskNotFound)?;
         let st = shard.state.lock();
-        st.find_task(&app, id)
+        st.find_task(app, id)
             .and_then(|slot| st.task_snapshot(slot))
             .ok_or(QueryError::TaskNotFound)
     }
@@ -431,7 +431,7 @@ impl Dispatcher {
         let mut all = Vec::new();
         for s in shards {
             let st = self.shards[s].state.lock();
-            all.extend(st.tasks_of(&app, &keep).into_iter().map(|(c, q, t)| ((c, s, q), t)));
+            all.extend(st.tasks_of(app, &keep).into_iter().map(|(c, q, t)| ((c, s, q), t)));
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let total = all.len() as u64;
@@ -545,7 +545,7 @@ impl Dispatcher {
     pub fn queued_commands(&self, caller: &Caller, device: &DeviceId) -> Result<Vec<CommandId>, QueryError> {
         let app = self.apps.resolve(caller)?;
         let st = self.shards[self.shard_of(device)].state.lock();
-        let slot = st.device_slot(&app, device).ok_or(QueryError::DeviceNotFound)?;
+        let slot = st.device_slot(app, device).ok_or(QueryError::DeviceNotFound)?;
         Ok(st
             .queued(slot)
             .into_iter()

@@ -273,8 +273,11 @@ impl ShardState {
         }
         // At most u32::MAX applications: more would not fit in memory anyway.
         let k = u32::try_from(self.apps.len()).unwrap_or(u32::MAX);
+        // A copy of its own, so that snapshots in different shards never
+        // share (and contend on) one reference count.
+        let own = AppId::new(app.as_str()).unwrap_or_else(|_| app.clone());
         self.apps.push(AppShard {
-            id: app.clone(),
+            id: own,
             commands: VecDeque::new(),
             tasks: VecDeque::new(),
         });
@@ -849,10 +852,11 @@ impl ShardState {
             .map(|t| t.commands.clone())
             .unwrap_or_default();
         let mut covered = listed.clone();
+        let listed_ids: std::collections::HashSet<CommandId> = listed.iter().map(|(_, id)| *id).collect();
         // Every command PENDING now is cancelled, listed or not.
         for c in self.queued(device) {
             if let Some(id) = self.entry(c).map(|e| e.id(self.index, c)) {
-                if !covered.iter().any(|(_, cid)| *cid == id) {
+                if !listed_ids.contains(&id) {
                     covered.push((c, id));
                 }
                 let _ = self.transition(c, CommandEvent::Cancel, now, fx);
