@@ -36,8 +36,11 @@ impl Effects {
     }
 
     /// A command was created: its first record and its first status.
-    pub(crate) fn created(&mut self, command: Option<Command>) {
-        let Some(c) = command else { return };
+    pub(crate) fn created(&mut self, command: impl FnOnce() -> Option<Command>) {
+        if !self.events && !self.store {
+            return;
+        }
+        let Some(c) = command() else { return };
         if self.events {
             self.changes.push(StatusChange {
                 command_id: c.id,

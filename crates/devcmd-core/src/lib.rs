@@ -101,6 +101,7 @@ mod output;
 mod query;
 mod registry;
 mod shard;
+mod slab;
 mod timer;
 
 pub use cancel_task::{CancelTask, CancelTaskStatus};

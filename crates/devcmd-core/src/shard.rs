@@ -23,6 +23,7 @@ use crate::id::{AppId, CommandId, DeviceId, TaskId, splitmix};
 use crate::machine::{CommandEvent, TransitionRefused, next_status};
 use crate::output::{CancelTaskRecord, Issue, StatusChange};
 use crate::registry::{DeliveryProfile, Device};
+use crate::slab::Chunks;
 use crate::timer::{TIMER_SLOT_MAX, TimerHeap, TimerTarget};
 
 /// "No slot" in the intrusive queue links.
@@ -179,7 +180,7 @@ pub(crate) struct ShardState {
     hasher: DefaultHashBuilder,
     device_table: HashTable<u32>,
     devices: Vec<DeviceSlot>,
-    commands: Vec<Option<CommandEntry>>,
+    commands: Chunks<CommandEntry>,
     free_commands: Vec<u32>,
     tasks: Vec<Option<TaskEntry>>,
     free_tasks: Vec<u32>,
@@ -233,7 +234,7 @@ impl ShardState {
             hasher: DefaultHashBuilder::default(),
             device_table: HashTable::new(),
             devices: Vec::new(),
-            commands: Vec::new(),
+            commands: Chunks::default(),
             free_commands: Vec::new(),
             tasks: Vec::new(),
             free_tasks: Vec::new(),
@@ -407,7 +408,7 @@ impl ShardState {
     }
 
     fn entry(&self, slot: u32) -> Option<&CommandEntry> {
-        self.commands.get(slot as usize)?.as_ref()
+        self.commands.get(slot as usize)
     }
 
     pub(crate) fn find_command(&self, app: &AppId, id: CommandId) -> Option<u32> {
@@ -465,13 +466,13 @@ impl ShardState {
         let slot = match self.free_commands.pop() {
             Some(s) => s,
             None => {
-                let Ok(s) = u32::try_from(self.commands.len()) else {
+                let Ok(s) = u32::try_from(self.commands.push_empty()) else {
                     return Err(CreateRefusal::Overloaded);
                 };
                 if s > TIMER_SLOT_MAX {
                     return Err(CreateRefusal::Overloaded);
                 }
-                self.commands.push(None);
+
                 s
             }
         };
@@ -490,30 +491,33 @@ impl ShardState {
         };
         let app_key = self.live_device(device).map_or(0, |d| d.owner);
         let callback_url = req.callback_url.as_deref().map(|u| self.intern(u));
-        self.commands[slot as usize] = Some(CommandEntry {
-            id_random,
-            seq,
-            created,
-            expire_at,
-            issued_at: UNSET,
-            delivered_at: UNSET,
-            executed_at: UNSET,
-            terminal_at: UNSET,
-            body,
-            callback_url,
-            result: None,
-            expire_time_s: req.expire_time_s.unwrap_or(EXPIRE_UNSET),
-            device,
-            app: app_key,
-            prev: NIL,
-            next: NIL,
-            timer_gen: 0,
-            max_retransmit: req.max_retransmit.unwrap_or(crate::command::MAX_RETRANSMIT_DEFAULT),
-            issued_times: 0,
-            status: CommandStatus::Pending,
-            cached: !immediate,
-            timer_armed: false,
-        });
+        self.commands.set(
+            slot as usize,
+            Some(CommandEntry {
+                id_random,
+                seq,
+                created,
+                expire_at,
+                issued_at: UNSET,
+                delivered_at: UNSET,
+                executed_at: UNSET,
+                terminal_at: UNSET,
+                body,
+                callback_url,
+                result: None,
+                expire_time_s: req.expire_time_s.unwrap_or(EXPIRE_UNSET),
+                device,
+                app: app_key,
+                prev: NIL,
+                next: NIL,
+                timer_gen: 0,
+                max_retransmit: req.max_retransmit.unwrap_or(crate::command::MAX_RETRANSMIT_DEFAULT),
+                issued_times: 0,
+                status: CommandStatus::Pending,
+                cached: !immediate,
+                timer_armed: false,
+            }),
+        );
         self.apps[app_key as usize].commands.push_back(slot);
         if let Some(d) = self.live_device_mut(device) {
             d.live += 1;
@@ -529,7 +533,7 @@ impl ShardState {
         } else {
             self.arm_command(slot, expire_at);
             self.queue_push(device, slot);
-            fx.created(self.snapshot(slot));
+            fx.created(|| self.snapshot(slot));
             self.release(device, now, fx);
         }
         // The slot was filled above; a snapshot of it always exists.
@@ -545,7 +549,7 @@ impl ShardState {
         fx: &mut Effects,
     ) -> Result<CommandStatus, TransitionRefused> {
         let cfg = Arc::clone(&self.cfg);
-        let Some(c) = self.commands.get_mut(slot as usize).and_then(Option::as_mut) else {
+        let Some(c) = self.commands.get_mut(slot as usize) else {
             return Err(TransitionRefused::Terminal(CommandStatus::Canceled));
         };
         let from = c.status;
@@ -665,12 +669,12 @@ impl ShardState {
         let Some(tail) = self.live_device(device).map(|d| d.queue_tail) else {
             return;
         };
-        if let Some(c) = self.commands[slot as usize].as_mut() {
+        if let Some(c) = self.commands.get_mut(slot as usize) {
             c.prev = tail;
             c.next = NIL;
         }
         if tail != NIL {
-            if let Some(t) = self.commands[tail as usize].as_mut() {
+            if let Some(t) = self.commands.get_mut(tail as usize) {
                 t.next = slot;
             }
         }
@@ -687,12 +691,12 @@ impl ShardState {
             return;
         };
         if prev != NIL {
-            if let Some(p) = self.commands[prev as usize].as_mut() {
+            if let Some(p) = self.commands.get_mut(prev as usize) {
                 p.next = next;
             }
         }
         if next != NIL {
-            if let Some(n) = self.commands[next as usize].as_mut() {
+            if let Some(n) = self.commands.get_mut(next as usize) {
                 n.prev = prev;
             }
         }
@@ -704,7 +708,7 @@ impl ShardState {
                 d.queue_tail = prev;
             }
         }
-        if let Some(c) = self.commands[slot as usize].as_mut() {
+        if let Some(c) = self.commands.get_mut(slot as usize) {
             c.prev = NIL;
             c.next = NIL;
         }
@@ -769,7 +773,7 @@ impl ShardState {
             Some(CommandStatus::Delivered) => {}
             _ => return self.ignored(slot),
         }
-        if let Some(c) = self.commands[slot as usize].as_mut() {
+        if let Some(c) = self.commands.get_mut(slot as usize) {
             c.result = outcome.detail.as_deref().map(Arc::from);
         }
         match self.transition(
@@ -944,7 +948,7 @@ impl ShardState {
     // ----- timers --------------------------------------------------------------------------
 
     fn arm_command(&mut self, slot: u32, at: Timestamp) {
-        let Some(c) = self.commands[slot as usize].as_mut() else {
+        let Some(c) = self.commands.get_mut(slot as usize) else {
             return;
         };
         c.timer_gen = c.timer_gen.wrapping_add(1);
@@ -957,7 +961,7 @@ impl ShardState {
     }
 
     fn disarm_command(&mut self, slot: u32) {
-        let Some(c) = self.commands[slot as usize].as_mut() else {
+        let Some(c) = self.commands.get_mut(slot as usize) else {
             return;
         };
         c.timer_gen = c.timer_gen.wrapping_add(1);
@@ -999,7 +1003,7 @@ impl ShardState {
                         .entry(slot)
                         .is_some_and(|c| c.timer_armed && c.timer_gen == due.generation);
                     if live {
-                        if let Some(c) = self.commands[slot as usize].as_mut() {
+                        if let Some(c) = self.commands.get_mut(slot as usize) {
                             c.timer_armed = false;
                         }
                         self.timed_live = self.timed_live.saturating_sub(1);
@@ -1034,7 +1038,6 @@ impl ShardState {
             .compact_if_needed(self.timed_live + 1, |target, g| match target {
                 TimerTarget::Command(s) => commands
                     .get(s as usize)
-                    .and_then(Option::as_ref)
                     .is_some_and(|c| c.timer_armed && c.timer_gen == g),
                 TimerTarget::Task(s) => tasks
                     .get(s as usize)
@@ -1069,7 +1072,7 @@ impl ShardState {
                 let may_resend = c.issued_times < c.max_retransmit && now < c.expire_at;
                 if may_resend && now >= resend_at {
                     let attempt = c.issued_times + 1;
-                    if let Some(c) = self.commands[slot as usize].as_mut() {
+                    if let Some(c) = self.commands.get_mut(slot as usize) {
                         c.issued_times = attempt;
                     }
                     self.stats.retransmissions += 1;
@@ -1116,7 +1119,7 @@ impl ShardState {
                         }
                     }
                 }
-                self.commands[front as usize] = None;
+                self.commands.set(front as usize, None);
                 self.free_commands.push(front);
                 self.stats.swept += 1;
                 budget -= 1;
@@ -1239,7 +1242,7 @@ impl ShardState {
     /// queued commands are PENDING and cached, counters match.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         let mut live = 0u64;
-        for c in self.commands.iter().flatten() {
+        for c in self.commands.iter() {
             if !c.status.is_terminal() {
                 live += 1;
             }
