@@ -1,4 +1,5 @@
 //! Criterion benchmarks of the dispatch core (no store, no link: the pure core).
+#![allow(missing_docs, reason = "criterion_group! generates undocumented items")]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The fleet: 70 % PSM devices reporting every 1..4 h, 20 % DRX, 10 % eDRX.
     let mut ids = Vec::with_capacity(devices);
     let mut awake_until = vec![start; devices];
-    let mut psm = vec![false; devices];
+    let mut psm = Vec::with_capacity(devices);
     let mut reports = BinaryHeap::new();
     for i in 0..devices {
         let mut req = NewDevice::new(&format!("{:015}", 863_703_030_000_000u64 + i as u64));
@@ -67,9 +67,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             7 | 8 => DeliveryProfile::Drx,
             _ => DeliveryProfile::Edrx,
         };
-        psm[i] = req.profile == DeliveryProfile::Psm;
+        let is_psm = req.profile == DeliveryProfile::Psm;
+        psm.push(is_psm);
         ids.push(core.register_device(&caller, req)?.durable()?.id);
-        if psm[i] {
+        if is_psm {
             reports.push(Reverse((start.as_millis() + rng.below(4 * 3_600_000), i)));
         }
     }

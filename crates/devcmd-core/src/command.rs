@@ -143,10 +143,10 @@ impl NewCommand {
         if self.paras.len() > paras_len_max {
             return Err(InvalidInput::new("command.paras", "too large"));
         }
-        if let Some(url) = &self.callback_url {
-            if url.is_empty() || url.len() > CALLBACK_URL_LEN_MAX {
-                return Err(InvalidInput::new("callbackUrl", "must be 1..=1024 bytes"));
-            }
+        if let Some(url) = &self.callback_url
+            && (url.is_empty() || url.len() > CALLBACK_URL_LEN_MAX)
+        {
+            return Err(InvalidInput::new("callbackUrl", "must be 1..=1024 bytes"));
         }
         if self.expire_time_s == Some(u32::MAX) {
             return Err(InvalidInput::new("expireTime", "must be below 4294967295"));

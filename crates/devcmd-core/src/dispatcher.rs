@@ -433,7 +433,7 @@ impl Dispatcher {
             let st = self.shards[s].state.lock();
             all.extend(st.tasks_of(app, &keep).into_iter().map(|(c, q, t)| ((c, s, q), t)));
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by_key(|a| a.0);
         let total = all.len() as u64;
         let items = all
             .into_iter()

@@ -72,19 +72,19 @@ impl Effects {
     }
 
     pub(crate) fn put_command(&mut self, command: impl FnOnce() -> Option<Command>) {
-        if self.store {
-            if let Some(c) = command() {
-                self.mutations.push(Mutation::PutCommand(c));
-            }
+        if self.store
+            && let Some(c) = command()
+        {
+            self.mutations.push(Mutation::PutCommand(c));
         }
     }
 
     pub(crate) fn put_task(&mut self, task: impl FnOnce() -> Option<CancelTaskRecord>) {
-        if self.store {
-            if let Some(t) = task() {
-                debug_assert!(CancelTaskStatus::ALL.contains(&t.status));
-                self.mutations.push(Mutation::PutCancelTask(t));
-            }
+        if self.store
+            && let Some(t) = task()
+        {
+            debug_assert!(CancelTaskStatus::ALL.contains(&t.status));
+            self.mutations.push(Mutation::PutCancelTask(t));
         }
     }
 

@@ -149,7 +149,7 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
             continue;
         }
         let v = lower_hex_value(c)?;
-        out[nibbles / 2] |= v << (if nibbles % 2 == 0 { 4 } else { 0 });
+        out[nibbles / 2] |= v << (if nibbles.is_multiple_of(2) { 4 } else { 0 });
         nibbles += 1;
     }
     Some(out)
