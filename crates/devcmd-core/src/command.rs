@@ -200,12 +200,24 @@ impl CommandBody {
             .ok()
             .filter(|&l| usize::from(l) <= METHOD_LEN_MAX)
             .ok_or(InvalidInput::new("command.method", "too long"))?;
-        let mut text = String::with_capacity(service_id.len() + method.len() + paras.len());
-        text.push_str(service_id);
-        text.push_str(method);
-        text.push_str(paras);
+        // Joined in a per-thread scratch buffer, so the body costs one allocation.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        let text = SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            buf.clear();
+            buf.push_str(service_id);
+            buf.push_str(method);
+            buf.push_str(paras);
+            let text = Arc::<str>::from(buf.as_str());
+            if buf.capacity() > 64 * 1024 {
+                *buf = String::new();
+            }
+            text
+        });
         Ok(Self {
-            text: Arc::from(text),
+            text,
             service_len,
             method_len,
         })

@@ -7,7 +7,7 @@
 //! [`crate::machine::next_status`] and then keeps the queue, timers, counters
 //! and effects in step with the new status.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -187,7 +187,7 @@ pub(crate) struct ShardState {
     free_tasks: Vec<u32>,
     waiting_tasks: u32,
     apps: Vec<AppShard>,
-    app_keys: HashMap<AppId, u32>,
+    app_keys: hashbrown::HashMap<AppId, u32>,
     interned: hashbrown::HashSet<Arc<str>>,
     timers: TimerHeap,
     timed_live: usize,
@@ -241,7 +241,7 @@ impl ShardState {
             free_tasks: Vec::new(),
             waiting_tasks: 0,
             apps: Vec::new(),
-            app_keys: HashMap::new(),
+            app_keys: hashbrown::HashMap::new(),
             interned: hashbrown::HashSet::new(),
             timers: TimerHeap::default(),
             timed_live: 0,
