@@ -309,6 +309,11 @@ pub struct StatusChange {
 }
 
 /// Receives every status change, in transition order per device.
+///
+/// `publish` runs while the shard's output lock is held (that is what keeps
+/// the order), so whatever drains a blocking sink must not wait on the same
+/// dispatcher while the sink is full: drain it on a thread of its own and
+/// hand work on (callbacks, metrics) from there.
 pub trait EventSink: Send + Sync + 'static {
     /// Takes a batch of changes. May block when full (backpressure); must not drop any.
     fn publish(&self, changes: &[StatusChange]);
