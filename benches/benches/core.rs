@@ -106,30 +106,32 @@ fn bench_cancel_task(c: &mut Criterion) {
 
 fn bench_lookup_and_timers(c: &mut Criterion) {
     let mut g = c.benchmark_group("lookup");
-    let (core, caller, devices) = core_with_devices(config(), DEVICES, DeliveryProfile::Psm);
-    let ids: Vec<_> = (0..100_000)
-        .map(|i| {
-            core.create_command(&caller, NewCommand::new(devices[i % DEVICES].clone(), "S", "M", "{}"))
-                .expect("created")
-                .value
-                .id
-        })
-        .collect();
-    let mut i = 0usize;
-    g.bench_function("command_by_id", |b| {
-        b.iter(|| {
-            i = (i + 7919) % ids.len();
-            black_box(core.command(&caller, ids[i]).expect("found"))
-        })
-    });
-    g.bench_function("page_of_1000_over_100k", |b| {
-        let q = CommandQuery {
-            page_no: 50,
-            page_size: 1000,
-            ..CommandQuery::default()
-        };
-        b.iter(|| black_box(core.list_commands(&caller, &q).expect("page").items.len()))
-    });
+    for stored in [100_000usize, 1_000_000] {
+        let (core, caller, devices) = core_with_devices(config(), DEVICES, DeliveryProfile::Psm);
+        let ids: Vec<_> = (0..stored)
+            .map(|i| {
+                core.create_command(&caller, NewCommand::new(devices[i % DEVICES].clone(), "S", "M", "{}"))
+                    .expect("created")
+                    .value
+                    .id
+            })
+            .collect();
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("command_by_id", stored), |b| {
+            b.iter(|| {
+                i = (i + 7919) % ids.len();
+                black_box(core.command(&caller, ids[i]).expect("found"))
+            })
+        });
+        g.bench_function(BenchmarkId::new("page_of_1000", stored), |b| {
+            let q = CommandQuery {
+                page_no: 50,
+                page_size: 1000,
+                ..CommandQuery::default()
+            };
+            b.iter(|| black_box(core.list_commands(&caller, &q).expect("page").items.len()))
+        });
+    }
     g.finish();
 
     // Timer arm + cancel: create a cached command (arms its expiry) and cancel
