@@ -1,5 +1,8 @@
 //! The embedding API: a [`Dispatcher`] owns the shards and hands their effects out.
 
+mod restore;
+pub use restore::{RecoveredState, RestoreReport};
+
 use std::sync::Arc;
 use std::time::Duration;
 

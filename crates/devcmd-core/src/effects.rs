@@ -53,7 +53,7 @@ impl Effects {
             });
         }
         if self.store {
-            self.mutations.push(Mutation::PutCommand(c));
+            self.mutations.push(Mutation::CreateCommand(c));
         }
     }
 
@@ -62,6 +62,12 @@ impl Effects {
     pub(crate) fn mark_last_change_as_creation(&mut self) {
         if let Some(last) = self.changes.last_mut() {
             last.from = None;
+        }
+        if let Some(last) = self.mutations.pop() {
+            self.mutations.push(match last {
+                Mutation::PutCommand(c) => Mutation::CreateCommand(c),
+                other => other,
+            });
         }
     }
 

@@ -111,7 +111,7 @@ pub use command::{
     MAX_RETRANSMIT_DEFAULT, MAX_RETRANSMIT_MAX, METHOD_LEN_MAX, NewCommand, SERVICE_ID_LEN_MAX,
 };
 pub use config::CoreConfig;
-pub use dispatcher::{Dispatcher, DispatcherBuilder, Receipt, Stats};
+pub use dispatcher::{Dispatcher, DispatcherBuilder, Receipt, RecoveredState, RestoreReport, Stats};
 pub use error::{
     AccessError, CancelError, CancelTaskError, CreateError, DeviceEventError, InvalidInput, QueryError, RegistryError,
     StoreError,

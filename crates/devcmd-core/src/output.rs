@@ -53,7 +53,10 @@ pub enum Mutation {
     PutDevice(Device),
     /// A device was removed.
     RemoveDevice(DeviceId),
-    /// A command was created or changed status.
+    /// A command was created: its first record (a store indexes it by app and
+    /// device here, once).
+    CreateCommand(Command),
+    /// A command changed (status, resend count): its whole record again.
     PutCommand(Command),
     /// A cancel task was created or changed status.
     PutCancelTask(CancelTaskRecord),
@@ -229,7 +232,7 @@ impl CommandStore for MemoryStore {
                 Mutation::RemoveDevice(id) => {
                     st.devices.remove(&id);
                 }
-                Mutation::PutCommand(c) => {
+                Mutation::CreateCommand(c) | Mutation::PutCommand(c) => {
                     st.commands.insert(c.id, c);
                 }
                 Mutation::PutCancelTask(t) => {

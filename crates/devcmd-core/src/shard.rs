@@ -26,6 +26,8 @@ use crate::registry::{DeliveryProfile, Device};
 use crate::slab::Chunks;
 use crate::timer::{TIMER_SLOT_MAX, TimerHeap, TimerTarget};
 
+mod restore;
+
 /// "No slot" in the intrusive queue links.
 const NIL: u32 = u32::MAX;
 /// Entries freed by one sweep at most; the rest waits for the next tick.
@@ -192,6 +194,8 @@ pub(crate) struct ShardState {
     timers: TimerHeap,
     timed_live: usize,
     sweep_gen: u32,
+    /// Records restored so far (orders restored entries).
+    restored: u64,
     stats: ShardStats,
 }
 
@@ -246,6 +250,7 @@ impl ShardState {
             timers: TimerHeap::default(),
             timed_live: 0,
             sweep_gen: 0,
+            restored: 0,
             stats: ShardStats::default(),
             cfg,
         };
@@ -406,6 +411,10 @@ impl ShardState {
             self.interned.insert(a.clone());
         }
         a
+    }
+
+    fn commands_len(&self) -> usize {
+        self.commands.len()
     }
 
     fn entry(&self, slot: u32) -> Option<&CommandEntry> {

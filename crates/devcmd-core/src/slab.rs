@@ -23,7 +23,6 @@ impl<T> Default for Chunks<T> {
 
 impl<T> Chunks<T> {
     /// Number of slots (filled or not).
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
