@@ -1,0 +1,262 @@
+//! # devcmd-store
+//!
+//! Durable storage for devcmd: the core's [`CommandStore`] on
+//! [fjall](https://crates.io/crates/fjall), an embedded log-structured
+//! key-value store, and the loading of everything back after a restart.
+//!
+//! **When is a change durable?** When the [`Commit`] that
+//! [`CommandStore::submit`] returned completes with `Ok`: its mutations were
+//! written in one fjall batch together with whatever else was queued (group
+//! commit) and that batch was synced to disk with `PersistMode::SyncData`
+//! (`fdatasync`). "201 means synced." If a write or sync fails, the store is
+//! poisoned: that batch and every later one complete with an error, and
+//! nothing is reported durable that was not.
+//!
+//! One process per data directory: fjall locks it, and a second
+//! [`FjallStore::open`] of the same directory gets [`OpenError::Open`].
+//!
+//! ```
+//! use devcmd_core::*;
+//! use devcmd_store::{FjallStore, StoreConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let (store, recovered) = FjallStore::open(dir.path(), StoreConfig::default())?;
+//! assert!(recovered.state.commands.is_empty());
+//! let core = Dispatcher::builder(CoreConfig::default()).store(store.clone()).build()?;
+//! let report = core.restore(recovered.state);
+//! let app = AppId::new("a")?;
+//! core.add_app(App { id: app.clone(), secret_hash: String::new(), quota: None, authorized_apps: vec![] })?
+//!     .durable()?; // synced to disk
+//! drop(core);
+//! store.close();
+//!
+//! let (_store, again) = FjallStore::open(dir.path(), StoreConfig::default())?;
+//! assert_eq!(again.state.apps.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod codec;
+mod keys;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devcmd_core::{CommandStore, Commit, Mutation, RecoveredState};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+
+pub use codec::{
+    DecodeError, RECORD_VERSION, decode_app, decode_command, decode_device, decode_task, encode_app, encode_command,
+    encode_device, encode_task,
+};
+pub use keys::{
+    KEY_VERSION, app_prefix, by_app_key, by_device_key, command_key, decode_by_app_key, decode_index_tail,
+    device_prefix,
+};
+pub use writer::{GroupCommit, WriterStats};
+
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./devcmd-data";
+
+/// Settings of a [`FjallStore`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Group-commit bounds.
+    pub group_commit: GroupCommit,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// fjall could not open the directory (in use by another process, not
+    /// writable, or its files are damaged).
+    #[error("cannot open the store at {path}: {reason}")]
+    Open {
+        /// The data directory.
+        path: PathBuf,
+        /// fjall's explanation.
+        reason: String,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the store writer: {0}")]
+    Writer(#[from] std::io::Error),
+}
+
+/// A record that could not be decoded during recovery: reported, not dropped silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// The keyspace it lives in.
+    pub keyspace: &'static str,
+    /// Its key, in hex.
+    pub key_hex: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// What [`FjallStore::open`] loaded.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Everything the dispatcher needs back ([`devcmd_core::Dispatcher::restore`]).
+    pub state: RecoveredState,
+    /// Records that could not be decoded.
+    pub corrupt: Vec<CorruptRecord>,
+    /// Time taken to load.
+    pub took: Duration,
+}
+
+pub(crate) struct Keyspaces {
+    apps: Keyspace,
+    devices: Keyspace,
+    commands: Keyspace,
+    by_app: Keyspace,
+    by_device: Keyspace,
+    tasks: Keyspace,
+}
+
+/// The durable store on fjall.
+pub struct FjallStore {
+    path: PathBuf,
+    writer: writer::Writer,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for FjallStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FjallStore {
+    /// Opens (or creates) the store in `dir` and loads everything it holds.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(Arc<Self>, Recovered), OpenError> {
+        let path = dir.as_ref().to_path_buf();
+        let open_err = |e: fjall::Error| OpenError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let started = Instant::now();
+        let db = Database::builder(&path).open().map_err(open_err)?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(open_err);
+        let keyspaces = Keyspaces {
+            apps: ks("apps")?,
+            devices: ks("devices")?,
+            commands: ks("commands")?,
+            by_app: ks("commands_by_app")?,
+            by_device: ks("commands_by_device")?,
+            tasks: ks("cancel_tasks")?,
+        };
+        let mut recovered = Recovered::default();
+        load(
+            &keyspaces.apps,
+            "apps",
+            codec::decode_app,
+            &mut recovered.state.apps,
+            &mut recovered.corrupt,
+        );
+        load(
+            &keyspaces.devices,
+            "devices",
+            codec::decode_device,
+            &mut recovered.state.devices,
+            &mut recovered.corrupt,
+        );
+        load(
+            &keyspaces.commands,
+            "commands",
+            codec::decode_command,
+            &mut recovered.state.commands,
+            &mut recovered.corrupt,
+        );
+        load(
+            &keyspaces.tasks,
+            "cancel_tasks",
+            codec::decode_task,
+            &mut recovered.state.tasks,
+            &mut recovered.corrupt,
+        );
+        recovered.took = started.elapsed();
+        let live = recovered
+            .state
+            .commands
+            .iter()
+            .filter(|c| !c.status.is_terminal())
+            .count();
+        tracing::info!(
+            path = %path.display(),
+            apps = recovered.state.apps.len(),
+            devices = recovered.state.devices.len(),
+            commands = recovered.state.commands.len(),
+            live_commands = live,
+            cancel_tasks = recovered.state.tasks.len(),
+            corrupt = recovered.corrupt.len(),
+            took_ms = recovered.took.as_millis() as u64,
+            "store loaded"
+        );
+        for c in &recovered.corrupt {
+            tracing::error!(keyspace = c.keyspace, key = %c.key_hex, error = %c.error, "corrupt record in the store");
+        }
+        let writer = writer::Writer::start(db, Arc::new(keyspaces), config.group_commit)?;
+        let stats = Arc::clone(&writer.stats);
+        Ok((Arc::new(Self { path, writer, stats }), recovered))
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether an earlier write failed (the store then accepts nothing more).
+    pub fn is_poisoned(&self) -> bool {
+        self.writer.is_poisoned()
+    }
+
+    /// Batches, mutations and time spent committing so far.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Commits what is queued and stops the writer; later submissions fail with `Closed`.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+}
+
+impl CommandStore for FjallStore {
+    fn submit(&self, batch: Vec<Mutation>) -> Commit {
+        self.writer.submit(batch)
+    }
+}
+
+fn load<T>(
+    ks: &Keyspace,
+    name: &'static str,
+    decode: fn(&[u8]) -> Result<T, DecodeError>,
+    out: &mut Vec<T>,
+    corrupt: &mut Vec<CorruptRecord>,
+) {
+    for guard in ks.iter() {
+        match guard.into_inner() {
+            Ok((k, v)) => match decode(&v) {
+                Ok(record) => out.push(record),
+                Err(e) => corrupt.push(CorruptRecord {
+                    keyspace: name,
+                    key_hex: hex(&k),
+                    error: e.to_string(),
+                }),
+            },
+            Err(e) => corrupt.push(CorruptRecord {
+                keyspace: name,
+                key_hex: String::new(),
+                error: e.to_string(),
+            }),
+        }
+    }
+}

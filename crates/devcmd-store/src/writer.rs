@@ -1,0 +1,229 @@
+//! The group-commit writer: one thread gathers the mutations that many
+//! threads submit, writes them as one fjall batch, syncs it to disk
+//! (`PersistMode::SyncData`, passed explicitly: fjall's default does not
+//! sync), then completes every waiter. While one batch syncs the next one
+//! gathers, so batches grow with the load and no one waits for a timer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use devcmd_core::{Commit, CommitSignal, Mutation, StoreError};
+use fjall::{Database, PersistMode};
+
+use crate::Keyspaces;
+use crate::codec;
+use crate::keys;
+
+/// One submission: mutations and the signal that completes its commit.
+struct Job {
+    mutations: Vec<Mutation>,
+    signal: Arc<CommitSignal>,
+}
+
+impl Drop for Job {
+    /// A job dropped before it was committed (the store closed) fails rather
+    /// than leaving its waiter hanging; after a commit this changes nothing.
+    fn drop(&mut self) {
+        self.signal.complete(Err(StoreError::Closed));
+    }
+}
+
+enum Msg {
+    Job(Job),
+    Close,
+}
+
+/// Counters of the writer.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Batches committed and synced.
+    pub batches: AtomicU64,
+    /// Mutations committed.
+    pub mutations: AtomicU64,
+    /// Nanoseconds spent in commit + sync, summed.
+    pub commit_nanos: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    tx: Sender<Msg>,
+    poisoned: Arc<AtomicBool>,
+    closed: AtomicBool,
+    handle: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    pub(crate) stats: Arc<WriterStats>,
+}
+
+/// Bounds of group commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// Most mutations in one batch.
+    pub batch_max: usize,
+    /// How long the writer waits for more after the first submission (0: take
+    /// what is queued and go; batches still grow while a sync is running).
+    pub linger: Duration,
+    /// Submissions that may wait for the writer; past it, submitters block.
+    pub queue_max: usize,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            batch_max: 4096,
+            linger: Duration::ZERO,
+            queue_max: 65_536,
+        }
+    }
+}
+
+impl Writer {
+    pub(crate) fn start(db: Database, ks: Arc<Keyspaces>, cfg: GroupCommit) -> std::io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_max.max(1));
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WriterStats::default());
+        let handle = {
+            let (poisoned, stats) = (Arc::clone(&poisoned), Arc::clone(&stats));
+            std::thread::Builder::new()
+                .name("devcmd-store-writer".into())
+                .spawn(move || run(&db, &ks, rx, cfg, &poisoned, &stats))?
+        };
+        Ok(Self {
+            tx,
+            poisoned,
+            closed: AtomicBool::new(false),
+            handle: parking_lot::Mutex::new(Some(handle)),
+            stats,
+        })
+    }
+
+    pub(crate) fn submit(&self, mutations: Vec<Mutation>) -> Commit {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Commit::failed(StoreError::Poisoned);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Commit::failed(StoreError::Closed);
+        }
+        let signal = CommitSignal::new();
+        // A send that fails drops the job, which completes the signal with Closed.
+        let _ = self.tx.send(Msg::Job(Job {
+            mutations,
+            signal: Arc::clone(&signal),
+        }));
+        Commit::pending(signal)
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Stops taking submissions, commits what is queued, and waits for the thread.
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _ = self.tx.send(Msg::Close);
+        if let Some(h) = self.handle.lock().take()
+            && h.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poisoned: &AtomicBool, stats: &WriterStats) {
+    let mut closing = false;
+    while !closing {
+        let first = match rx.recv() {
+            Ok(Msg::Job(job)) => job,
+            Ok(Msg::Close) | Err(_) => break,
+        };
+        let mut count = first.mutations.len();
+        let mut jobs = vec![first];
+        let until = Instant::now() + cfg.linger;
+        while count < cfg.batch_max {
+            let next = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) if cfg.linger.is_zero() => break,
+                Err(TryRecvError::Empty) => match rx.recv_deadline(until) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            match next {
+                Msg::Job(job) => {
+                    count += job.mutations.len();
+                    jobs.push(job);
+                }
+                Msg::Close => {
+                    closing = true;
+                    break;
+                }
+            }
+        }
+        let result = if poisoned.load(Ordering::Acquire) {
+            Err(StoreError::Poisoned)
+        } else {
+            let started = Instant::now();
+            let r = commit(db, ks, &jobs);
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+            r.map_err(|e| {
+                // fjall's advice: after a failed write or sync nothing is certain; stop.
+                poisoned.store(true, Ordering::Release);
+                tracing::error!(error = %e, "store commit failed: the store is poisoned and accepts nothing more");
+                StoreError::Io(e.to_string())
+            })
+        };
+        if result.is_ok() {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.mutations.fetch_add(count as u64, Ordering::Relaxed);
+        }
+        for job in jobs {
+            job.signal.complete(result.clone());
+        }
+    }
+    // Whatever is still queued is dropped with the receiver: each such job fails with Closed.
+    let _ = db.persist(PersistMode::SyncData);
+    drop(rx);
+}
+
+fn commit(db: &Database, ks: &Keyspaces, jobs: &[Job]) -> fjall::Result<()> {
+    // Explicit: fjall's default batch durability does not sync.
+    let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+    for m in jobs.iter().flat_map(|j| &j.mutations) {
+        match m {
+            Mutation::PutApp(a) => batch.insert(&ks.apps, a.id.as_str().as_bytes().to_vec(), codec::encode_app(a)),
+            Mutation::RemoveApp(id) => batch.remove(&ks.apps, id.as_str().as_bytes().to_vec()),
+            Mutation::PutDevice(d) => batch.insert(&ks.devices, d.id.to_string().into_bytes(), codec::encode_device(d)),
+            Mutation::RemoveDevice(id) => batch.remove(&ks.devices, id.to_string().into_bytes()),
+            Mutation::CreateCommand(c) => {
+                batch.insert(&ks.commands, keys::command_key(c.id).to_vec(), codec::encode_command(c));
+                batch.insert(
+                    &ks.by_app,
+                    keys::by_app_key(&c.app_id, c.creation_time, c.id),
+                    Vec::new(),
+                );
+                batch.insert(
+                    &ks.by_device,
+                    keys::by_device_key(&c.device_id, c.creation_time, c.id),
+                    Vec::new(),
+                );
+            }
+            Mutation::PutCommand(c) => {
+                batch.insert(&ks.commands, keys::command_key(c.id).to_vec(), codec::encode_command(c));
+            }
+            Mutation::PutCancelTask(t) => {
+                batch.insert(&ks.tasks, t.id.to_u128().to_be_bytes().to_vec(), codec::encode_task(t));
+            }
+        }
+    }
+    batch.commit()
+}

@@ -1,0 +1,228 @@
+//! The real store, closed and reopened: what was acknowledged comes back,
+//! timers are re-armed, and what cannot be read is reported.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use devcmd_core::*;
+use devcmd_store::{FjallStore, OpenError, StoreConfig};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Node {
+    core: Dispatcher,
+    store: Arc<FjallStore>,
+    clock: VirtualClock,
+    report: RestoreReport,
+}
+
+fn open(dir: &std::path::Path, at: u64) -> Node {
+    let (store, recovered) = FjallStore::open(dir, StoreConfig::default()).expect("store opens");
+    assert!(recovered.corrupt.is_empty(), "{:?}", recovered.corrupt);
+    let clock = VirtualClock::new(Timestamp::from_millis(at));
+    let core = Dispatcher::builder(CoreConfig {
+        shard_count: 8,
+        ..CoreConfig::default()
+    })
+    .clock(Arc::new(clock.clone()))
+    .store(store.clone())
+    .build()
+    .unwrap();
+    let report = core.restore(recovered.state);
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    Node {
+        core,
+        store,
+        clock,
+        report,
+    }
+}
+
+fn shut(n: Node) {
+    drop(n.core);
+    n.store.close();
+}
+
+fn caller() -> Caller {
+    Caller::own(AppId::new("app").unwrap())
+}
+
+fn setup(n: &Node) -> (DeviceId, DeviceId) {
+    let app = AppId::new("app").unwrap();
+    n.core
+        .add_app(App {
+            id: app,
+            secret_hash: "h".into(),
+            quota: None,
+            authorized_apps: vec![],
+        })
+        .unwrap()
+        .durable()
+        .unwrap();
+    let mut drx = NewDevice::new("drx");
+    drx.profile = DeliveryProfile::Drx;
+    let psm = n
+        .core
+        .register_device(&caller(), NewDevice::new("psm"))
+        .unwrap()
+        .durable()
+        .unwrap()
+        .id;
+    let drx = n.core.register_device(&caller(), drx).unwrap().durable().unwrap().id;
+    (psm, drx)
+}
+
+fn create(n: &Node, d: &DeviceId) -> Command {
+    n.core
+        .create_command(&caller(), NewCommand::new(d.clone(), "S", "M", r#"{"v":1}"#))
+        .unwrap()
+        .durable()
+        .unwrap()
+}
+
+#[test]
+fn every_live_state_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let (psm, drx) = setup(&n);
+    let pending: Vec<_> = (0..3).map(|_| create(&n, &psm)).collect();
+    let sent = create(&n, &drx);
+    let behind = create(&n, &drx);
+    n.core.ack(sent.id).unwrap().durable().unwrap(); // sent: DELIVERED, behind: SENT
+    let before: Vec<Command> = pending
+        .iter()
+        .chain([&sent, &behind])
+        .map(|c| n.core.command(&caller(), c.id).unwrap())
+        .collect();
+    shut(n);
+
+    let n = open(dir.path(), T0);
+    assert_eq!((n.report.apps, n.report.devices, n.report.live_commands), (1, 2, 5));
+    for c in &before {
+        assert_eq!(&n.core.command(&caller(), c.id).unwrap(), c);
+    }
+    assert_eq!(
+        n.core.queued_commands(&caller(), &psm).unwrap(),
+        pending.iter().map(|c| c.id).collect::<Vec<_>>()
+    );
+    n.core.check_invariants().unwrap();
+    // Timers were re-armed: the delivered one times out 180 s after delivery, the sent one after 180 s.
+    n.core.advance(&n.clock, Duration::from_secs(181));
+    assert_eq!(
+        n.core.command(&caller(), sent.id).unwrap().status,
+        CommandStatus::Timeout
+    );
+    assert_eq!(
+        n.core.command(&caller(), behind.id).unwrap().status,
+        CommandStatus::Timeout
+    );
+    // And the device wakes: the queue carries on in order.
+    n.core.device_awake(&psm).unwrap().durable().unwrap();
+    assert_eq!(
+        n.core.command(&caller(), pending[0].id).unwrap().status,
+        CommandStatus::Sent
+    );
+    shut(n);
+
+    // What the second life did is durable too.
+    let n = open(dir.path(), T0 + 200_000);
+    assert_eq!(
+        n.core.command(&caller(), pending[0].id).unwrap().status,
+        CommandStatus::Sent
+    );
+    assert_eq!(
+        n.core.command(&caller(), sent.id).unwrap().status,
+        CommandStatus::Timeout
+    );
+    shut(n);
+}
+
+#[test]
+fn expiry_while_down_fires_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let (psm, _) = setup(&n);
+    let c = create(&n, &psm);
+    shut(n);
+    let n = open(dir.path(), T0 + 49 * 3_600_000);
+    assert_eq!(n.report.fired_at_once, 1);
+    assert_eq!(n.core.command(&caller(), c.id).unwrap().status, CommandStatus::Expired);
+    shut(n);
+    let n = open(dir.path(), T0 + 50 * 3_600_000);
+    assert_eq!(
+        n.core.command(&caller(), c.id).unwrap().status,
+        CommandStatus::Expired,
+        "and that is stored"
+    );
+    shut(n);
+}
+
+#[test]
+fn a_cancel_task_in_flight_finishes_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let (psm, _) = setup(&n);
+    let c = create(&n, &psm);
+    let task = n.core.create_cancel_task(&caller(), &psm).unwrap().durable().unwrap();
+    shut(n);
+    let n = open(dir.path(), T0 + 1_000);
+    assert_eq!(
+        n.core.cancel_task(&caller(), task.id).unwrap().status,
+        CancelTaskStatus::Success
+    );
+    assert_eq!(n.core.command(&caller(), c.id).unwrap().status, CommandStatus::Canceled);
+    shut(n);
+}
+
+#[test]
+fn a_second_opener_of_the_directory_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    match FjallStore::open(dir.path(), StoreConfig::default()) {
+        Err(OpenError::Open { path, reason }) => {
+            assert_eq!(path, dir.path());
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    shut(n);
+}
+
+#[test]
+fn after_close_nothing_is_reported_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let (psm, _) = setup(&n);
+    n.store.close();
+    let r = n
+        .core
+        .create_command(&caller(), NewCommand::new(psm, "S", "M", "{}"))
+        .unwrap();
+    assert_eq!(r.commit.wait(), Err(StoreError::Closed));
+}
+
+#[test]
+fn corrupt_records_are_reported_with_where_and_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let (psm, _) = setup(&n);
+    create(&n, &psm);
+    shut(n);
+    {
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let ks = db.keyspace("commands", fjall::KeyspaceCreateOptions::default).unwrap();
+        ks.insert([0xffu8; 16], vec![1u8, b'C', 0, 1]).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let (store, recovered) = FjallStore::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(recovered.state.commands.len(), 1, "the good record still loads");
+    assert_eq!(recovered.corrupt.len(), 1);
+    assert_eq!(recovered.corrupt[0].keyspace, "commands");
+    assert_eq!(recovered.corrupt[0].key_hex, "ff".repeat(16));
+    assert!(
+        recovered.corrupt[0].error.contains("truncated"),
+        "{}",
+        recovered.corrupt[0].error
+    );
+    store.close();
+}
