@@ -103,31 +103,29 @@ fn work(t: usize, core: &Dispatcher, caller: &Caller, clock: &VirtualClock) -> R
                 Err(e) => return Err(e.to_string()),
             }
         } else if step < 8 {
-            if let Some(id) = sent.pop() {
-                if let Ok(r) = core.ack(id) {
-                    if let DeviceEventOutcome::Applied(s) = r.durable().map_err(|e| e.to_string())? {
-                        delivered.push(id);
-                        say(id, s).map_err(|e| e.to_string())?;
-                    }
-                }
+            if let Some(id) = sent.pop()
+                && let Ok(r) = core.ack(id)
+                && let DeviceEventOutcome::Applied(s) = r.durable().map_err(|e| e.to_string())?
+            {
+                delivered.push(id);
+                say(id, s).map_err(|e| e.to_string())?;
             }
         } else if step == 8 {
-            if let Some(id) = delivered.pop() {
-                let outcome = CommandOutcome {
-                    success: i % 3 != 0,
-                    detail: Some("{}".into()),
-                };
-                if let Ok(r) = core.result(id, outcome) {
-                    if let DeviceEventOutcome::Applied(s) = r.durable().map_err(|e| e.to_string())? {
-                        say(id, s).map_err(|e| e.to_string())?;
-                    }
-                }
+            let outcome = CommandOutcome {
+                success: i % 3 != 0,
+                detail: Some("{}".into()),
+            };
+            if let Some(id) = delivered.pop()
+                && let Ok(r) = core.result(id, outcome)
+                && let DeviceEventOutcome::Applied(s) = r.durable().map_err(|e| e.to_string())?
+            {
+                say(id, s).map_err(|e| e.to_string())?;
             }
-        } else if let Some(id) = pending.pop() {
-            if let Ok(r) = core.cancel_command(caller, id) {
-                let c = r.durable().map_err(|e| e.to_string())?;
-                say(c.id, c.status).map_err(|e| e.to_string())?;
-            }
+        } else if let Some(id) = pending.pop()
+            && let Ok(r) = core.cancel_command(caller, id)
+        {
+            let c = r.durable().map_err(|e| e.to_string())?;
+            say(c.id, c.status).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
