@@ -169,10 +169,10 @@ fn main() {
                             let t0 = Instant::now();
                             let r = core.create_command(caller, req).expect("created");
                             open.push_back((t0, r.commit));
-                            if open.len() >= window {
-                                if let Some(o) = open.pop_front() {
-                                    finish(o, &mut lat);
-                                }
+                            if open.len() >= window
+                                && let Some(o) = open.pop_front()
+                            {
+                                finish(o, &mut lat);
                             }
                             i += 2;
                         }
