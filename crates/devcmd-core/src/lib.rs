@@ -37,6 +37,9 @@
 //!   flight `TIMEOUT`.
 //! - Naming one's own application in `?appId=` is accepted.
 //! - Lists are oldest first; the window is `[from, to)`.
+//! - A PSM device's active window is not stored: after a restart it counts
+//!   as asleep until it next reports, so its cached commands wait for that
+//!   report (nothing is lost; at worst they leave one report later).
 //!
 //! ## Embedding
 //! ```

@@ -17,6 +17,9 @@ pub struct Harness {
     pub changes: Receiver<StatusChange>,
     pub app: AppId,
     pub caller: Caller,
+    link: ChannelLink,
+    events: ChannelEvents,
+    config: CoreConfig,
 }
 
 impl Harness {
@@ -33,11 +36,11 @@ impl Harness {
         let store = MemoryStore::new();
         let (link, sent) = ChannelLink::bounded(1 << 16);
         let (events, changes) = ChannelEvents::bounded(1 << 16);
-        let core = Dispatcher::builder(config)
+        let core = Dispatcher::builder(config.clone())
             .clock(Arc::new(clock.clone()))
             .store(store.clone())
-            .link(Arc::new(link))
-            .events(Arc::new(events))
+            .link(Arc::new(link.clone()))
+            .events(Arc::new(events.clone()))
             .build()
             .expect("valid config");
         let app = AppId::new("app-a").unwrap();
@@ -51,7 +54,29 @@ impl Harness {
             changes,
             app,
             caller,
+            link,
+            events,
+            config,
         }
+    }
+
+    /// A crash and a restart: a new dispatcher rebuilt from the store, at the same instant.
+    pub fn restart(&mut self) -> RestoreReport {
+        let st = self.store.snapshot();
+        let state = RecoveredState {
+            apps: st.apps.into_values().collect(),
+            devices: st.devices.into_values().collect(),
+            commands: st.commands.into_values().collect(),
+            tasks: st.tasks.into_values().collect(),
+        };
+        self.core = Dispatcher::builder(self.config.clone())
+            .clock(Arc::new(self.clock.clone()))
+            .store(self.store.clone())
+            .link(Arc::new(self.link.clone()))
+            .events(Arc::new(self.events.clone()))
+            .build()
+            .expect("valid config");
+        self.core.restore(state)
     }
 
     pub fn device(&self, profile: DeliveryProfile) -> DeviceId {
