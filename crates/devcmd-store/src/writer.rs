@@ -204,21 +204,23 @@ fn commit(db: &Database, ks: &Keyspaces, jobs: &[Job]) -> fjall::Result<()> {
             Mutation::RemoveApp(id) => batch.remove(&ks.apps, id.as_str().as_bytes().to_vec()),
             Mutation::PutDevice(d) => batch.insert(&ks.devices, d.id.to_string().into_bytes(), codec::encode_device(d)),
             Mutation::RemoveDevice(id) => batch.remove(&ks.devices, id.to_string().into_bytes()),
-            Mutation::CreateCommand(c) => {
+            // Live commands are all in memory (recovery loads every one), so
+            // the history indexes are written once, when a command ends: a
+            // durable create costs one key, not three.
+            Mutation::CreateCommand(c) | Mutation::PutCommand(c) => {
                 batch.insert(&ks.commands, keys::command_key(c.id).to_vec(), codec::encode_command(c));
-                batch.insert(
-                    &ks.by_app,
-                    keys::by_app_key(&c.app_id, c.creation_time, c.id),
-                    Vec::new(),
-                );
-                batch.insert(
-                    &ks.by_device,
-                    keys::by_device_key(&c.device_id, c.creation_time, c.id),
-                    Vec::new(),
-                );
-            }
-            Mutation::PutCommand(c) => {
-                batch.insert(&ks.commands, keys::command_key(c.id).to_vec(), codec::encode_command(c));
+                if c.status.is_terminal() {
+                    batch.insert(
+                        &ks.by_app,
+                        keys::by_app_key(&c.app_id, c.creation_time, c.id),
+                        Vec::new(),
+                    );
+                    batch.insert(
+                        &ks.by_device,
+                        keys::by_device_key(&c.device_id, c.creation_time, c.id),
+                        Vec::new(),
+                    );
+                }
             }
             Mutation::PutCancelTask(t) => {
                 batch.insert(&ks.tasks, t.id.to_u128().to_be_bytes().to_vec(), codec::encode_task(t));
