@@ -17,9 +17,29 @@ use crate::Keyspaces;
 use crate::codec;
 use crate::keys;
 
-/// One submission: mutations and the signal that completes its commit.
+/// Which keyspace an entry goes to.
+#[derive(Debug, Clone, Copy)]
+enum Ks {
+    Apps,
+    Devices,
+    Commands,
+    ByApp,
+    ByDevice,
+    Tasks,
+}
+
+/// One encoded write: a key and its new value, or `None` to remove it.
+struct Entry {
+    ks: Ks,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+/// One submission, already encoded (on the submitting thread, so the writer
+/// thread only builds the batch and syncs), and the signal that completes it.
 struct Job {
-    mutations: Vec<Mutation>,
+    entries: Vec<Entry>,
+    mutations: usize,
     signal: Arc<CommitSignal>,
 }
 
@@ -105,11 +125,13 @@ impl Writer {
             return Commit::failed(StoreError::Closed);
         }
         let signal = CommitSignal::new();
-        // A send that fails drops the job, which completes the signal with Closed.
-        let _ = self.tx.send(Msg::Job(Job {
-            mutations,
+        let job = Job {
+            entries: encode(&mutations),
+            mutations: mutations.len(),
             signal: Arc::clone(&signal),
-        }));
+        };
+        // A send that fails drops the job, which completes the signal with Closed.
+        let _ = self.tx.send(Msg::Job(job));
         Commit::pending(signal)
     }
 
@@ -144,7 +166,7 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
             Ok(Msg::Job(job)) => job,
             Ok(Msg::Close) | Err(_) => break,
         };
-        let mut count = first.mutations.len();
+        let mut count = first.mutations;
         let mut jobs = vec![first];
         let until = Instant::now() + cfg.linger;
         while count < cfg.batch_max {
@@ -159,7 +181,7 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
             };
             match next {
                 Msg::Job(job) => {
-                    count += job.mutations.len();
+                    count += job.mutations;
                     jobs.push(job);
                 }
                 Msg::Close => {
@@ -172,7 +194,7 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
             Err(StoreError::Poisoned)
         } else {
             let started = Instant::now();
-            let r = commit(db, ks, &jobs);
+            let r = commit(db, ks, &mut jobs);
             let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
             r.map_err(|e| {
@@ -195,36 +217,78 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
     drop(rx);
 }
 
-fn commit(db: &Database, ks: &Keyspaces, jobs: &[Job]) -> fjall::Result<()> {
-    // Explicit: fjall's default batch durability does not sync.
-    let mut batch = db.batch().durability(Some(PersistMode::SyncData));
-    for m in jobs.iter().flat_map(|j| &j.mutations) {
+fn encode(mutations: &[Mutation]) -> Vec<Entry> {
+    let put = |ks, key: Vec<u8>, value: Vec<u8>| Entry {
+        ks,
+        key,
+        value: Some(value),
+    };
+    let mut out = Vec::with_capacity(mutations.len());
+    for m in mutations {
         match m {
-            Mutation::PutApp(a) => batch.insert(&ks.apps, a.id.as_str().as_bytes().to_vec(), codec::encode_app(a)),
-            Mutation::RemoveApp(id) => batch.remove(&ks.apps, id.as_str().as_bytes().to_vec()),
-            Mutation::PutDevice(d) => batch.insert(&ks.devices, d.id.to_string().into_bytes(), codec::encode_device(d)),
-            Mutation::RemoveDevice(id) => batch.remove(&ks.devices, id.to_string().into_bytes()),
+            Mutation::PutApp(a) => out.push(put(Ks::Apps, a.id.as_str().as_bytes().to_vec(), codec::encode_app(a))),
+            Mutation::RemoveApp(id) => out.push(Entry {
+                ks: Ks::Apps,
+                key: id.as_str().as_bytes().to_vec(),
+                value: None,
+            }),
+            Mutation::PutDevice(d) => {
+                out.push(put(Ks::Devices, d.id.to_string().into_bytes(), codec::encode_device(d)))
+            }
+            Mutation::RemoveDevice(id) => out.push(Entry {
+                ks: Ks::Devices,
+                key: id.to_string().into_bytes(),
+                value: None,
+            }),
             // Live commands are all in memory (recovery loads every one), so
             // the history indexes are written once, when a command ends: a
             // durable create costs one key, not three.
             Mutation::CreateCommand(c) | Mutation::PutCommand(c) => {
-                batch.insert(&ks.commands, keys::command_key(c.id).to_vec(), codec::encode_command(c));
+                out.push(put(
+                    Ks::Commands,
+                    keys::command_key(c.id).to_vec(),
+                    codec::encode_command(c),
+                ));
                 if c.status.is_terminal() {
-                    batch.insert(
-                        &ks.by_app,
+                    out.push(put(
+                        Ks::ByApp,
                         keys::by_app_key(&c.app_id, c.creation_time, c.id),
                         Vec::new(),
-                    );
-                    batch.insert(
-                        &ks.by_device,
+                    ));
+                    out.push(put(
+                        Ks::ByDevice,
                         keys::by_device_key(&c.device_id, c.creation_time, c.id),
                         Vec::new(),
-                    );
+                    ));
                 }
             }
             Mutation::PutCancelTask(t) => {
-                batch.insert(&ks.tasks, t.id.to_u128().to_be_bytes().to_vec(), codec::encode_task(t));
+                out.push(put(
+                    Ks::Tasks,
+                    t.id.to_u128().to_be_bytes().to_vec(),
+                    codec::encode_task(t),
+                ));
             }
+        }
+    }
+    out
+}
+
+fn commit(db: &Database, ks: &Keyspaces, jobs: &mut [Job]) -> fjall::Result<()> {
+    // Explicit: fjall's default batch durability does not sync.
+    let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+    for e in jobs.iter_mut().flat_map(|j| j.entries.drain(..)) {
+        let keyspace = match e.ks {
+            Ks::Apps => &ks.apps,
+            Ks::Devices => &ks.devices,
+            Ks::Commands => &ks.commands,
+            Ks::ByApp => &ks.by_app,
+            Ks::ByDevice => &ks.by_device,
+            Ks::Tasks => &ks.tasks,
+        };
+        match e.value {
+            Some(v) => batch.insert(keyspace, e.key, v),
+            None => batch.remove(keyspace, e.key),
         }
     }
     batch.commit()
