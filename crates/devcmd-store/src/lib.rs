@@ -98,6 +98,8 @@ pub struct CorruptRecord {
 /// What [`FjallStore::open`] loaded.
 #[derive(Debug, Default)]
 pub struct Recovered {
+    /// Time fjall took to open the directory (replaying its journal).
+    pub opened_in: Duration,
     /// Everything the dispatcher needs back ([`devcmd_core::Dispatcher::restore`]).
     pub state: RecoveredState,
     /// Records that could not be decoded.
@@ -153,6 +155,7 @@ impl FjallStore {
             by_device: ks("commands_by_device")?,
             tasks: ks("cancel_tasks")?,
         };
+        let opened = started.elapsed();
         let mut recovered = Recovered::default();
         load(
             &keyspaces.apps,
@@ -182,6 +185,7 @@ impl FjallStore {
             &mut recovered.state.tasks,
             &mut recovered.corrupt,
         );
+        recovered.opened_in = opened;
         recovered.took = started.elapsed();
         let live = recovered
             .state
@@ -198,6 +202,7 @@ impl FjallStore {
             cancel_tasks = recovered.state.tasks.len(),
             corrupt = recovered.corrupt.len(),
             took_ms = recovered.took.as_millis() as u64,
+            journal_and_open_ms = opened.as_millis() as u64,
             "store loaded"
         );
         for c in &recovered.corrupt {
@@ -235,28 +240,74 @@ impl CommandStore for FjallStore {
     }
 }
 
-fn load<T>(
+/// Loads and decodes a whole keyspace: one thread reads, the others decode
+/// chunks of records in parallel.
+fn load<T: Send>(
     ks: &Keyspace,
     name: &'static str,
     decode: fn(&[u8]) -> Result<T, DecodeError>,
     out: &mut Vec<T>,
     corrupt: &mut Vec<CorruptRecord>,
 ) {
-    for guard in ks.iter() {
-        match guard.into_inner() {
-            Ok((k, v)) => match decode(&v) {
-                Ok(record) => out.push(record),
+    const CHUNK: usize = 4096;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<(fjall::UserKey, fjall::UserValue)>>(workers * 2);
+    let decoded: Vec<(Vec<T>, Vec<CorruptRecord>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = rx.clone();
+                scope.spawn(move || {
+                    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+                    for chunk in rx {
+                        for (k, v) in chunk {
+                            match decode(&v) {
+                                Ok(record) => ok.push(record),
+                                Err(e) => bad.push(CorruptRecord {
+                                    keyspace: name,
+                                    key_hex: hex(&k),
+                                    error: e.to_string(),
+                                }),
+                            }
+                        }
+                    }
+                    (ok, bad)
+                })
+            })
+            .collect();
+        drop(rx);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for guard in ks.iter() {
+            match guard.into_inner() {
+                Ok(kv) => chunk.push(kv),
                 Err(e) => corrupt.push(CorruptRecord {
                     keyspace: name,
-                    key_hex: hex(&k),
+                    key_hex: String::new(),
                     error: e.to_string(),
                 }),
-            },
-            Err(e) => corrupt.push(CorruptRecord {
-                keyspace: name,
-                key_hex: String::new(),
-                error: e.to_string(),
-            }),
+            }
+            if chunk.len() == CHUNK {
+                // The decoders only stop when the channel closes, so this send succeeds.
+                let _ = tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+            }
         }
+        let _ = tx.send(chunk);
+        drop(tx);
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    let bad = CorruptRecord {
+                        keyspace: name,
+                        key_hex: String::new(),
+                        error: "a decoder panicked".into(),
+                    };
+                    (Vec::new(), vec![bad])
+                })
+            })
+            .collect()
+    });
+    for (ok, bad) in decoded {
+        out.extend(ok);
+        corrupt.extend(bad);
     }
 }

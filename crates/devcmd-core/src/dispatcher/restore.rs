@@ -64,24 +64,59 @@ impl Dispatcher {
                 report.refused.push(format!("device {}: already registered", device.id));
             }
         }
-        // Creation order per shard keeps the indexes and queues in order.
-        state.commands.sort_by_key(|c| (c.creation_time, c.id));
-        let mut removed = HashMap::new();
-        for c in &state.commands {
+        // Commands go to their shards; each shard restores its own in creation
+        // order (which keeps indexes and queues in order), shards in parallel.
+        let mut by_shard: Vec<Vec<Command>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for c in std::mem::take(&mut state.commands) {
             let s = self.shard_of(&c.device_id);
-            if usize::from(c.id.shard()) != s {
+            if usize::from(c.id.shard()) == s {
+                by_shard[s].push(c);
+            } else {
                 report.refused.push(format!(
                     "command {}: its id names shard {}, its device shard {s}",
                     c.id,
                     c.id.shard()
                 ));
-                continue;
             }
-            match self.shards[s].state.lock().restore_command(c, now, &mut removed) {
-                Ok(()) if c.status.is_terminal() => report.terminal_commands += 1,
-                Ok(()) => report.live_commands += 1,
-                Err(why) => report.refused.push(format!("command {}: {why}", c.id)),
-            }
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16);
+        let per_worker = by_shard.len().div_ceil(workers).max(1);
+        let outcomes: Vec<(usize, usize, Vec<String>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = by_shard
+                .chunks_mut(per_worker)
+                .enumerate()
+                .map(|(w, group)| {
+                    scope.spawn(move || {
+                        let (mut live, mut terminal, mut refused) = (0, 0, Vec::new());
+                        for (k, commands) in group.iter_mut().enumerate() {
+                            commands.sort_unstable_by_key(|c| (c.creation_time, c.id));
+                            let mut removed = HashMap::new();
+                            let mut st = self.shards[w * per_worker + k].state.lock();
+                            for c in commands.iter() {
+                                match st.restore_command(c, now, &mut removed) {
+                                    Ok(()) if c.status.is_terminal() => terminal += 1,
+                                    Ok(()) => live += 1,
+                                    Err(why) => refused.push(format!("command {}: {why}", c.id)),
+                                }
+                            }
+                        }
+                        (live, terminal, refused)
+                    })
+                })
+                .collect();
+            // A restoring thread only panics on a bug; report it rather than abort.
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (0, 0, vec!["a restoring thread panicked".to_owned()]))
+                })
+                .collect()
+        });
+        for (live, terminal, refused) in outcomes {
+            report.live_commands += live;
+            report.terminal_commands += terminal;
+            report.refused.extend(refused);
         }
         state.tasks.sort_by_key(|t| (t.creation_time, t.id));
         for t in &state.tasks {
