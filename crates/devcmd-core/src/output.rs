@@ -60,6 +60,20 @@ pub enum Mutation {
     PutCommand(Command),
     /// A cancel task was created or changed status.
     PutCancelTask(CancelTaskRecord),
+    /// An entry of the callback outbox was recorded (a notification to push).
+    /// Key and value are opaque here: the callback crate defines them, the
+    /// store keeps them durably and hands them back after a restart.
+    PutOutbox {
+        /// The entry's key (its order is the order of replay).
+        key: Vec<u8>,
+        /// The entry.
+        value: Vec<u8>,
+    },
+    /// An entry of the callback outbox was delivered and can go.
+    RemoveOutbox {
+        /// The entry's key.
+        key: Vec<u8>,
+    },
 }
 
 /// Durable storage of the core's state. Implemented by `devcmd-store`; an
@@ -193,6 +207,8 @@ pub struct MemoryStoreState {
     pub commands: std::collections::HashMap<CommandId, Command>,
     /// Cancel tasks by id.
     pub tasks: std::collections::HashMap<TaskId, CancelTaskRecord>,
+    /// Callback outbox entries by key.
+    pub outbox: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
     /// Number of batches submitted.
     pub batches: u64,
 }
@@ -237,6 +253,12 @@ impl CommandStore for MemoryStore {
                 }
                 Mutation::PutCancelTask(t) => {
                     st.tasks.insert(t.id, t);
+                }
+                Mutation::PutOutbox { key, value } => {
+                    st.outbox.insert(key, value);
+                }
+                Mutation::RemoveOutbox { key } => {
+                    st.outbox.remove(&key);
                 }
             }
         }

@@ -102,6 +102,8 @@ pub struct Recovered {
     pub opened_in: Duration,
     /// Everything the dispatcher needs back ([`devcmd_core::Dispatcher::restore`]).
     pub state: RecoveredState,
+    /// Entries of the callback outbox, in key order, for the callback crate to resume.
+    pub outbox: Vec<(Vec<u8>, Vec<u8>)>,
     /// Records that could not be decoded.
     pub corrupt: Vec<CorruptRecord>,
     /// Time taken to load.
@@ -115,6 +117,7 @@ pub(crate) struct Keyspaces {
     by_app: Keyspace,
     by_device: Keyspace,
     tasks: Keyspace,
+    outbox: Keyspace,
 }
 
 /// The durable store on fjall.
@@ -154,6 +157,7 @@ impl FjallStore {
             by_app: ks("commands_by_app")?,
             by_device: ks("commands_by_device")?,
             tasks: ks("cancel_tasks")?,
+            outbox: ks("callback_outbox")?,
         };
         let opened = started.elapsed();
         let mut recovered = Recovered::default();
@@ -185,6 +189,16 @@ impl FjallStore {
             &mut recovered.state.tasks,
             &mut recovered.corrupt,
         );
+        for guard in keyspaces.outbox.iter() {
+            match guard.into_inner() {
+                Ok((k, v)) => recovered.outbox.push((k.to_vec(), v.to_vec())),
+                Err(e) => recovered.corrupt.push(CorruptRecord {
+                    keyspace: "callback_outbox",
+                    key_hex: String::new(),
+                    error: e.to_string(),
+                }),
+            }
+        }
         recovered.opened_in = opened;
         recovered.took = started.elapsed();
         let live = recovered

@@ -26,6 +26,7 @@ enum Ks {
     ByApp,
     ByDevice,
     Tasks,
+    Outbox,
 }
 
 /// One encoded write: a key and its new value, or `None` to remove it.
@@ -269,6 +270,12 @@ fn encode(mutations: &[Mutation]) -> Vec<Entry> {
                     codec::encode_task(t),
                 ));
             }
+            Mutation::PutOutbox { key, value } => out.push(put(Ks::Outbox, key.clone(), value.clone())),
+            Mutation::RemoveOutbox { key } => out.push(Entry {
+                ks: Ks::Outbox,
+                key: key.clone(),
+                value: None,
+            }),
         }
     }
     out
@@ -285,6 +292,7 @@ fn commit(db: &Database, ks: &Keyspaces, jobs: &mut [Job]) -> fjall::Result<()> 
             Ks::ByApp => &ks.by_app,
             Ks::ByDevice => &ks.by_device,
             Ks::Tasks => &ks.tasks,
+            Ks::Outbox => &ks.outbox,
         };
         match e.value {
             Some(v) => batch.insert(keyspace, e.key, v),

@@ -252,3 +252,37 @@ fn history_index_entries_are_written_when_a_command_ends() {
     assert_eq!(dkeys.len(), 1);
     assert!(dkeys[0].starts_with(&devcmd_store::device_prefix(&psm)));
 }
+
+#[test]
+fn the_callback_outbox_is_durable_and_comes_back_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = FjallStore::open(dir.path(), StoreConfig::default()).unwrap();
+    use devcmd_core::CommandStore;
+    let put = |k: &[u8], v: &[u8]| Mutation::PutOutbox {
+        key: k.to_vec(),
+        value: v.to_vec(),
+    };
+    store
+        .submit(vec![
+            put(b"002", b"second"),
+            put(b"001", b"first"),
+            put(b"003", b"third"),
+        ])
+        .wait()
+        .unwrap();
+    store
+        .submit(vec![Mutation::RemoveOutbox { key: b"002".to_vec() }])
+        .wait()
+        .unwrap();
+    store.close();
+    drop(store);
+    let (store, recovered) = FjallStore::open(dir.path(), StoreConfig::default()).unwrap();
+    assert_eq!(
+        recovered.outbox,
+        vec![
+            (b"001".to_vec(), b"first".to_vec()),
+            (b"003".to_vec(), b"third".to_vec())
+        ]
+    );
+    store.close();
+}
