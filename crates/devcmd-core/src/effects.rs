@@ -94,6 +94,27 @@ impl Effects {
         }
     }
 
+    /// A terminal command passed its retention and left memory: the store forgets it too.
+    pub(crate) fn forget_command(&mut self, command: impl FnOnce() -> Option<Command>) {
+        if self.store
+            && let Some(c) = command()
+        {
+            self.mutations.push(Mutation::ForgetCommand {
+                id: c.id,
+                app_id: c.app_id,
+                device_id: c.device_id,
+                creation_time: c.creation_time,
+            });
+        }
+    }
+
+    /// A finished cancel task passed its retention.
+    pub(crate) fn forget_task(&mut self, id: crate::id::TaskId) {
+        if self.store {
+            self.mutations.push(Mutation::ForgetCancelTask(id));
+        }
+    }
+
     pub(crate) fn remove_device(&mut self, id: &DeviceId) {
         if self.store {
             self.mutations.push(Mutation::RemoveDevice(id.clone()));

@@ -60,6 +60,19 @@ pub enum Mutation {
     PutCommand(Command),
     /// A cancel task was created or changed status.
     PutCancelTask(CancelTaskRecord),
+    /// A terminal command passed its retention: its record and index entries go.
+    ForgetCommand {
+        /// The command.
+        id: CommandId,
+        /// Its application (names its index entry).
+        app_id: AppId,
+        /// Its device (names its index entry).
+        device_id: DeviceId,
+        /// Its creation time (names its index entries).
+        creation_time: Timestamp,
+    },
+    /// A finished cancel task passed its retention.
+    ForgetCancelTask(TaskId),
     /// An entry of the callback outbox was recorded (a notification to push).
     /// Key and value are opaque here: the callback crate defines them, the
     /// store keeps them durably and hands them back after a restart.
@@ -253,6 +266,12 @@ impl CommandStore for MemoryStore {
                 }
                 Mutation::PutCancelTask(t) => {
                     st.tasks.insert(t.id, t);
+                }
+                Mutation::ForgetCommand { id, .. } => {
+                    st.commands.remove(&id);
+                }
+                Mutation::ForgetCancelTask(id) => {
+                    st.tasks.remove(&id);
                 }
                 Mutation::PutOutbox { key, value } => {
                     st.outbox.insert(key, value);

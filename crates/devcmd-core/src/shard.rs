@@ -1035,7 +1035,7 @@ impl ShardState {
                 }
                 TimerTarget::Sweep => {
                     if due.generation == self.sweep_gen {
-                        self.sweep(now);
+                        self.sweep(now, fx);
                         fired += 1;
                     }
                 }
@@ -1101,7 +1101,7 @@ impl ShardState {
 
     /// Frees terminal commands and finished tasks past their retention, oldest
     /// first per application, at most [`SWEEP_BATCH_MAX`] per call.
-    fn sweep(&mut self, now: Timestamp) {
+    fn sweep(&mut self, now: Timestamp, fx: &mut Effects) {
         let retention = self.cfg.retention;
         let mut budget = SWEEP_BATCH_MAX;
         for a in 0..self.apps.len() {
@@ -1117,6 +1117,7 @@ impl ShardState {
                     break;
                 }
                 self.apps[a].commands.pop_front();
+                fx.forget_command(|| self.snapshot(front));
                 let device = self.entry(front).map_or(NIL, |c| c.device);
                 if let Some(d) = self.live_device_mut(device) {
                     // The device's commands are all the app's, so its oldest is this one.
@@ -1146,7 +1147,9 @@ impl ShardState {
                     break;
                 }
                 self.apps[a].tasks.pop_front();
-                self.tasks[front as usize] = None;
+                if let Some(t) = self.tasks[front as usize].take() {
+                    fx.forget_task(t.id);
+                }
                 self.free_tasks.push(front);
                 budget -= 1;
             }

@@ -158,6 +158,8 @@ fn terminal_commands_stay_queryable_for_the_retention_then_leave() {
     let p = h.core.list_commands(&h.caller, &CommandQuery::default()).unwrap();
     assert_eq!(p.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![live.id]);
     assert_eq!(h.core.stats().swept, 1);
+    assert_eq!(h.store.command(done.id), None, "the store forgets it too");
+    assert!(h.store.command(live.id).is_some());
     // The freed slot is reused, and the old id does not find the new command.
     let next = h.cached(&dev);
     assert_eq!(next.id.slot(), done.id.slot());

@@ -270,6 +270,24 @@ fn encode(mutations: &[Mutation]) -> Vec<Entry> {
                     codec::encode_task(t),
                 ));
             }
+            Mutation::ForgetCommand {
+                id,
+                app_id,
+                device_id,
+                creation_time,
+            } => {
+                let gone = |ks, key| Entry { ks, key, value: None };
+                out.push(gone(Ks::Commands, keys::command_key(*id).to_vec()));
+                out.push(gone(Ks::ByApp, keys::by_app_key(app_id, *creation_time, *id)));
+                out.push(gone(Ks::ByDevice, keys::by_device_key(device_id, *creation_time, *id)));
+            }
+            Mutation::ForgetCancelTask(id) => {
+                out.push(Entry {
+                    ks: Ks::Tasks,
+                    key: id.to_u128().to_be_bytes().to_vec(),
+                    value: None,
+                });
+            }
             Mutation::PutOutbox { key, value } => out.push(put(Ks::Outbox, key.clone(), value.clone())),
             Mutation::RemoveOutbox { key } => out.push(Entry {
                 ks: Ks::Outbox,

@@ -286,3 +286,52 @@ fn the_callback_outbox_is_durable_and_comes_back_in_key_order() {
     );
     store.close();
 }
+
+#[test]
+fn history_past_retention_is_deleted_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, recovered) = FjallStore::open(dir.path(), StoreConfig::default()).unwrap();
+    let clock = VirtualClock::new(Timestamp::from_millis(T0));
+    let core = Dispatcher::builder(CoreConfig {
+        shard_count: 8,
+        retention: Duration::from_secs(3600),
+        ..CoreConfig::default()
+    })
+    .clock(Arc::new(clock.clone()))
+    .store(store.clone())
+    .build()
+    .unwrap();
+    core.restore(recovered.state);
+    let n = Node {
+        core,
+        store,
+        clock,
+        report: RestoreReport::default(),
+    };
+    let (psm, _) = setup(&n);
+    let old = create(&n, &psm);
+    let kept = create(&n, &psm);
+    n.core.cancel_command(&caller(), old.id).unwrap().durable().unwrap();
+    // Past the retention and the next sweep, the cancelled command leaves memory and the store.
+    n.core.advance(&n.clock, Duration::from_secs(3600 + 61));
+    n.core.device_awake(&psm).unwrap().durable().unwrap(); // a last synced write after the sweep's
+    shut(n);
+    let db = fjall::Database::builder(dir.path()).open().unwrap();
+    for name in ["commands_by_app", "commands_by_device"] {
+        let ks = db.keyspace(name, fjall::KeyspaceCreateOptions::default).unwrap();
+        assert_eq!(ks.iter().count(), 0, "{name} holds no entry of the forgotten command");
+    }
+    drop(db);
+    let n = open(dir.path(), T0 + 3_700_000);
+    assert_eq!(
+        n.core.command(&caller(), old.id).unwrap_err(),
+        QueryError::CommandNotFound
+    );
+    assert!(n.core.command(&caller(), kept.id).is_ok());
+    assert_eq!(
+        n.report.live_commands + n.report.terminal_commands,
+        1,
+        "only the live one was loaded"
+    );
+    shut(n);
+}
