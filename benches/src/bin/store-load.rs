@@ -64,6 +64,61 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// One row: `threads` threads each keeping up to `window` creates waiting
+/// for their commits (window 1: each waits before the next), for `seconds`.
+/// Returns creates/s, sorted latencies in µs, and mutations per synced batch.
+fn run_row(dir: &std::path::Path, threads: usize, window: usize, seconds: u64) -> (f64, Vec<u32>, f64) {
+    let (store, core, caller, devices) = setup(dir);
+    let stats = store.stats();
+    let batches0 = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    let muts0 = stats.mutations.load(std::sync::atomic::Ordering::Relaxed);
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut lat: Vec<u32> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let (core, caller, devices) = (&core, &caller, &devices);
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut open = std::collections::VecDeque::new();
+                    let finish = |(t0, commit): (Instant, devcmd_core::Commit), lat: &mut Vec<u32>| {
+                        commit.wait().expect("synced");
+                        lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    };
+                    let mut i = t;
+                    while Instant::now() < until {
+                        let req = NewCommand::new(devices[i % DEVICES].clone(), "Meter", "SET", PARAS);
+                        let t0 = Instant::now();
+                        let r = core.create_command(caller, req).expect("created");
+                        open.push_back((t0, r.commit));
+                        if open.len() >= window
+                            && let Some(o) = open.pop_front()
+                        {
+                            finish(o, &mut lat);
+                        }
+                        i += threads;
+                    }
+                    while let Some(o) = open.pop_front() {
+                        finish(o, &mut lat);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().expect("writer")).collect()
+    });
+    let took = started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed) - batches0;
+    let muts = stats.mutations.load(std::sync::atomic::Ordering::Relaxed) - muts0;
+    drop(core);
+    store.close();
+    let _ = std::fs::remove_dir_all(dir);
+    (lat.len() as f64 / took, lat, muts as f64 / batches.max(1) as f64)
+}
+
+const PARAS: &str = r#"{"value":"0123456789abcdef0123456789abcdef0123456789ab"}"#;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
@@ -76,130 +131,34 @@ fn main() {
         "durable create (fsync before acknowledgement), {seconds} s per row, data under {}",
         base.display()
     );
+    println!("closed loop: each writer waits for its commit");
     println!(
         "{:>8} {:>12} {:>10} {:>10} {:>10} {:>12}",
         "writers", "creates/s", "p50 µs", "p99 µs", "max µs", "per batch"
     );
     for writers in [1usize, 2, 8, 64] {
-        let dir = fresh_dir(&base, &format!("w{writers}"));
-        let (store, core, caller, devices) = setup(&dir);
-        let batches0 = store.stats().batches.load(std::sync::atomic::Ordering::Relaxed);
-        let muts0 = store.stats().mutations.load(std::sync::atomic::Ordering::Relaxed);
-        let until = Instant::now() + Duration::from_secs(seconds);
-        let started = Instant::now();
-        let mut lat: Vec<u32> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..writers)
-                .map(|t| {
-                    let (core, caller, devices) = (&core, &caller, &devices);
-                    s.spawn(move || {
-                        let mut lat = Vec::new();
-                        let mut i = t;
-                        while Instant::now() < until {
-                            let req = NewCommand::new(
-                                devices[i % DEVICES].clone(),
-                                "Meter",
-                                "SET",
-                                r#"{"value":"0123456789abcdef0123456789abcdef0123456789ab"}"#,
-                            );
-                            let t0 = Instant::now();
-                            core.create_command(caller, req)
-                                .expect("created")
-                                .durable()
-                                .expect("synced");
-                            lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-                            i += writers;
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().expect("writer")).collect()
-        });
-        let took = started.elapsed().as_secs_f64();
-        lat.sort_unstable();
-        let batches = store.stats().batches.load(std::sync::atomic::Ordering::Relaxed) - batches0;
-        let muts = store.stats().mutations.load(std::sync::atomic::Ordering::Relaxed) - muts0;
+        let (rate, lat, per_batch) = run_row(&fresh_dir(&base, &format!("w{writers}")), writers, 1, seconds);
+        let max = lat.last().copied().unwrap_or(0);
         println!(
-            "{:>8} {:>12.0} {:>10} {:>10} {:>10} {:>12.1}",
-            writers,
-            lat.len() as f64 / took,
+            "{writers:>8} {rate:>12.0} {:>10} {:>10} {max:>10} {per_batch:>12.1}",
             percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            lat.last().copied().unwrap_or(0),
-            muts as f64 / batches.max(1) as f64
+            percentile(&lat, 0.99)
         );
-        drop(core);
-        store.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
-
     // Pipelined: two threads keep up to `window` creates each waiting for
     // their commit, as an async server with many requests in flight does.
-    println!("\npipelined durable create, 2 threads, {seconds} s per row");
+    println!("\npipelined, 2 threads");
     println!(
         "{:>8} {:>12} {:>10} {:>10} {:>12}",
         "window", "creates/s", "p50 µs", "p99 µs", "per batch"
     );
     for window in [64usize, 1024, 8192] {
-        let dir = fresh_dir(&base, &format!("p{window}"));
-        let (store, core, caller, devices) = setup(&dir);
-        let batches0 = store.stats().batches.load(std::sync::atomic::Ordering::Relaxed);
-        let muts0 = store.stats().mutations.load(std::sync::atomic::Ordering::Relaxed);
-        let until = Instant::now() + Duration::from_secs(seconds);
-        let started = Instant::now();
-        let mut lat: Vec<u32> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
-                .map(|t| {
-                    let (core, caller, devices) = (&core, &caller, &devices);
-                    s.spawn(move || {
-                        let mut lat = Vec::new();
-                        let mut open = std::collections::VecDeque::new();
-                        let mut i = t;
-                        let finish = |(t0, commit): (Instant, devcmd_core::Commit), lat: &mut Vec<u32>| {
-                            commit.wait().expect("synced");
-                            lat.push(u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX));
-                        };
-                        while Instant::now() < until {
-                            let req = NewCommand::new(
-                                devices[i % DEVICES].clone(),
-                                "Meter",
-                                "SET",
-                                r#"{"value":"0123456789abcdef0123456789abcdef0123456789ab"}"#,
-                            );
-                            let t0 = Instant::now();
-                            let r = core.create_command(caller, req).expect("created");
-                            open.push_back((t0, r.commit));
-                            if open.len() >= window
-                                && let Some(o) = open.pop_front()
-                            {
-                                finish(o, &mut lat);
-                            }
-                            i += 2;
-                        }
-                        while let Some(o) = open.pop_front() {
-                            finish(o, &mut lat);
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().expect("writer")).collect()
-        });
-        let took = started.elapsed().as_secs_f64();
-        lat.sort_unstable();
-        let batches = store.stats().batches.load(std::sync::atomic::Ordering::Relaxed) - batches0;
-        let muts = store.stats().mutations.load(std::sync::atomic::Ordering::Relaxed) - muts0;
+        let (rate, lat, per_batch) = run_row(&fresh_dir(&base, &format!("p{window}")), 2, window, seconds);
         println!(
-            "{:>8} {:>12.0} {:>10} {:>10} {:>12.1}",
-            window,
-            lat.len() as f64 / took,
+            "{window:>8} {rate:>12.0} {:>10} {:>10} {per_batch:>12.1}",
             percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
-            muts as f64 / batches.max(1) as f64
+            percentile(&lat, 0.99)
         );
-        drop(core);
-        store.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     if recover_n > 0 {

@@ -237,6 +237,17 @@ impl MemoryStore {
         self.state.lock().clone()
     }
 
+    /// Everything stored, in the form [`crate::Dispatcher::restore`] takes.
+    pub fn recovered_state(&self) -> crate::RecoveredState {
+        let st = self.state.lock();
+        crate::RecoveredState {
+            apps: st.apps.values().cloned().collect(),
+            devices: st.devices.values().cloned().collect(),
+            commands: st.commands.values().cloned().collect(),
+            tasks: st.tasks.values().cloned().collect(),
+        }
+    }
+
     /// The stored record of one command.
     pub fn command(&self, id: CommandId) -> Option<Command> {
         self.state.lock().commands.get(&id).cloned()

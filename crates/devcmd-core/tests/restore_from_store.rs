@@ -10,13 +10,8 @@ use common::{Harness, T0};
 use devcmd_core::*;
 
 fn recovered(store: &MemoryStore) -> RecoveredState {
-    let st = store.snapshot();
-    RecoveredState {
-        apps: st.apps.into_values().collect(),
-        devices: st.devices.into_values().collect(),
-        commands: st.commands.into_values().collect(),
-        tasks: st.tasks.into_values().collect(),
-    }
+    store.recovered_state()
+}
 }
 
 fn rebuilt(h: &Harness, clock: &VirtualClock) -> (Dispatcher, RestoreReport) {

@@ -62,13 +62,7 @@ impl Harness {
 
     /// A crash and a restart: a new dispatcher rebuilt from the store, at the same instant.
     pub fn restart(&mut self) -> RestoreReport {
-        let st = self.store.snapshot();
-        let state = RecoveredState {
-            apps: st.apps.into_values().collect(),
-            devices: st.devices.into_values().collect(),
-            commands: st.commands.into_values().collect(),
-            tasks: st.tasks.into_values().collect(),
-        };
+        let state = self.store.recovered_state();
         self.core = Dispatcher::builder(self.config.clone())
             .clock(Arc::new(self.clock.clone()))
             .store(self.store.clone())
