@@ -12,7 +12,6 @@ use devcmd_core::*;
 fn recovered(store: &MemoryStore) -> RecoveredState {
     store.recovered_state()
 }
-}
 
 fn rebuilt(h: &Harness, clock: &VirtualClock) -> (Dispatcher, RestoreReport) {
     let core = Dispatcher::builder(CoreConfig {
