@@ -196,6 +196,8 @@ pub(crate) struct ShardState {
     sweep_gen: u32,
     /// Records restored so far (orders restored entries).
     restored: u64,
+    /// While restoring: placeholder slots of devices removed before the restart.
+    restore_removed: std::collections::HashMap<DeviceId, u32>,
     stats: ShardStats,
 }
 
@@ -233,7 +235,12 @@ impl ShardState {
         let mut st = Self {
             index,
             live_max,
-            rng: seed ^ (u64::from(index).wrapping_mul(0xd6e8_feb8_6659_fd93)),
+            // The build instant is mixed in, so a dispatcher rebuilt later from
+            // the same seed (a restart) never replays the ids of commands that
+            // already left memory and store.
+            rng: seed
+                ^ (u64::from(index).wrapping_mul(0xd6e8_feb8_6659_fd93))
+                ^ now.as_millis().wrapping_mul(0x9e37_79b9_7f4a_7c15),
             seq: 0,
             last_created: Timestamp::from_millis(0),
             hasher: DefaultHashBuilder::default(),
@@ -251,6 +258,7 @@ impl ShardState {
             timed_live: 0,
             sweep_gen: 0,
             restored: 0,
+            restore_removed: std::collections::HashMap::new(),
             stats: ShardStats::default(),
             cfg,
         };

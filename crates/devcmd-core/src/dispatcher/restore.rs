@@ -1,6 +1,5 @@
 //! Rebuilding a dispatcher from what a store kept.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::Dispatcher;
@@ -89,11 +88,10 @@ impl Dispatcher {
                     scope.spawn(move || {
                         let (mut live, mut terminal, mut refused) = (0, 0, Vec::new());
                         for (k, commands) in group.iter_mut().enumerate() {
-                            commands.sort_unstable_by_key(|c| (c.creation_time, c.id));
-                            let mut removed = HashMap::new();
+                            sort_in_creation_order(commands);
                             let mut st = self.shards[w * per_worker + k].state.lock();
                             for c in commands.iter() {
-                                match st.restore_command(c, now, &mut removed) {
+                                match st.restore_command(c, now) {
                                     Ok(()) if c.status.is_terminal() => terminal += 1,
                                     Ok(()) => live += 1,
                                     Err(why) => refused.push(format!("command {}: {why}", c.id)),
@@ -136,5 +134,66 @@ impl Dispatcher {
         report.fired_at_once = self.tick();
         report.took = started.elapsed();
         report
+    }
+}
+
+/// The low 16 bits of a command's creation sequence, which its id carries.
+fn seq16(c: &Command) -> u16 {
+    // Truncation intended: bits 64..80 of the id.
+    (c.id.to_u128() >> 64) as u16
+}
+
+/// Sorts one shard's commands as they were created: by creation time, then,
+/// within one millisecond, by the sequence bits their ids carry (read
+/// circularly, so a wrap of the 16 bits inside one millisecond keeps order).
+fn sort_in_creation_order(commands: &mut [Command]) {
+    commands.sort_unstable_by_key(|c| (c.creation_time, seq16(c)));
+    let mut start = 0;
+    while start < commands.len() {
+        let t = commands[start].creation_time;
+        let end = start + commands[start..].iter().take_while(|c| c.creation_time == t).count();
+        let run = &mut commands[start..end];
+        // Start the run after its largest gap in sequence bits.
+        if let Some(gap_at) = (1..run.len())
+            .max_by_key(|&i| seq16(&run[i]).wrapping_sub(seq16(&run[i - 1])))
+            .filter(|&i| seq16(&run[i]).wrapping_sub(seq16(&run[i - 1])) > u16::MAX / 2)
+        {
+            run.rotate_left(gap_at);
+        }
+        start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AppId, CommandBody, CommandId, CommandStatus, DeviceId, Timestamp};
+
+    fn cmd(ms: u64, seq: u16) -> Command {
+        Command {
+            id: CommandId::compose(0, u32::from(seq), u128::from(seq) << 64),
+            app_id: AppId::new("a").unwrap(),
+            device_id: DeviceId::new("d").unwrap(),
+            body: CommandBody::new("s", "m", "").unwrap(),
+            callback_url: None,
+            expire_time_s: None,
+            max_retransmit: 3,
+            status: CommandStatus::Pending,
+            result: None,
+            creation_time: Timestamp::from_millis(ms),
+            platform_issued_time: None,
+            delivered_time: None,
+            execute_time: None,
+            terminal_time: None,
+            issued_times: 0,
+        }
+    }
+
+    #[test]
+    fn ties_follow_the_sequence_bits_even_across_their_wrap() {
+        let mut v = vec![cmd(5, 2), cmd(5, 65_535), cmd(4, 9), cmd(5, 1), cmd(5, 65_534)];
+        sort_in_creation_order(&mut v);
+        let order: Vec<(u64, u16)> = v.iter().map(|c| (c.creation_time.as_millis(), seq16(c))).collect();
+        assert_eq!(order, vec![(4, 9), (5, 65_534), (5, 65_535), (5, 1), (5, 2)]);
     }
 }

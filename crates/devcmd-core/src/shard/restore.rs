@@ -16,26 +16,21 @@ use crate::timer::TIMER_SLOT_MAX;
 impl ShardState {
     /// The slot of a device, or of a placeholder for a removed one (its
     /// terminal commands stay queryable by application until retention).
-    fn restore_device_slot(&mut self, id: &DeviceId, removed: &mut HashMap<DeviceId, u32>) -> Option<u32> {
+    fn restore_device_slot(&mut self, id: &DeviceId) -> Option<u32> {
         if let Some(slot) = self.find_device(id) {
             return Some(slot);
         }
-        if let Some(slot) = removed.get(id) {
+        if let Some(slot) = self.restore_removed.get(id) {
             return Some(*slot);
         }
         let slot = u32::try_from(self.devices.len()).ok()?;
         self.devices.push(DeviceSlot::Removed(id.clone()));
-        removed.insert(id.clone(), slot);
+        self.restore_removed.insert(id.clone(), slot);
         Some(slot)
     }
 
     /// Puts one stored command back. Commands must come in creation order.
-    pub(crate) fn restore_command(
-        &mut self,
-        c: &Command,
-        now: Timestamp,
-        removed: &mut HashMap<DeviceId, u32>,
-    ) -> Result<(), &'static str> {
+    pub(crate) fn restore_command(&mut self, c: &Command, now: Timestamp) -> Result<(), &'static str> {
         let slot = c.id.slot();
         if slot > TIMER_SLOT_MAX {
             return Err("slot out of range");
@@ -49,9 +44,7 @@ impl ShardState {
         if c.max_retransmit > MAX_RETRANSMIT_MAX {
             return Err("maxRetransmit out of range");
         }
-        let device = self
-            .restore_device_slot(&c.device_id, removed)
-            .ok_or("too many devices")?;
+        let device = self.restore_device_slot(&c.device_id).ok_or("too many devices")?;
         let live_device = matches!(self.devices[device as usize], DeviceSlot::Live(_));
         if !c.status.is_terminal() && !live_device {
             return Err("live command of a removed device");
@@ -159,7 +152,8 @@ impl ShardState {
         if self.tasks[slot as usize].is_some() {
             return Err("two tasks claim one slot");
         }
-        let device = self.find_device(&t.device_id).ok_or("task of an unknown device")?;
+        // A task may outlive its device (removed since): it stays queryable.
+        let device = self.restore_device_slot(&t.device_id).ok_or("too many devices")?;
         let app = self.app_key_or_insert(&t.app_id);
         let commands = t.command_ids.iter().map(|id| (id.slot(), *id)).collect();
         self.restored += 1;
@@ -184,6 +178,7 @@ impl ShardState {
 
     /// After restoring: every empty slot below the highest used one becomes free.
     pub(crate) fn finish_restore(&mut self) {
+        self.restore_removed = HashMap::new();
         self.free_commands = (0..self.commands_len())
             .filter(|&i| self.commands.get(i).is_none())
             .filter_map(|i| u32::try_from(i).ok())
