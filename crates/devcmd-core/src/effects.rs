@@ -1,6 +1,5 @@
 //! What a shard operation must hand out once the shard lock is released.
 
-use crate::cancel_task::CancelTaskStatus;
 use crate::command::Command;
 use crate::id::DeviceId;
 use crate::output::{CancelTaskRecord, Issue, Mutation, StatusChange};
@@ -89,7 +88,6 @@ impl Effects {
         if self.store
             && let Some(t) = task()
         {
-            debug_assert!(CancelTaskStatus::ALL.contains(&t.status));
             self.mutations.push(Mutation::PutCancelTask(t));
         }
     }

@@ -221,3 +221,28 @@ fn a_cancel_task_outlives_its_removed_device_across_a_restart() {
     assert_eq!(h.status(c.id), CommandStatus::Canceled);
     h.core.check_invariants().unwrap();
 }
+
+#[test]
+fn an_immediate_command_stored_pending_is_refused_not_kept_pending_forever() {
+    let h = Harness::new();
+    let dev = h.device(DeliveryProfile::Psm);
+    let c = h.immediate(&dev);
+    let mut state = recovered(&h.store);
+    let stored = state.commands.iter_mut().find(|s| s.id == c.id).unwrap();
+    stored.status = CommandStatus::Pending;
+    stored.platform_issued_time = None;
+    let core = Dispatcher::builder(CoreConfig {
+        shard_count: 4,
+        ..CoreConfig::default()
+    })
+    .clock(Arc::new(VirtualClock::new(h.clock.now())))
+    .build()
+    .unwrap();
+    let report = core.restore(state);
+    assert_eq!(
+        report.refused,
+        vec![format!("command {}: immediate command stored PENDING", c.id)]
+    );
+    assert_eq!(core.stats().live, 0);
+    core.check_invariants().unwrap();
+}

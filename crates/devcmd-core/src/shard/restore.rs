@@ -41,6 +41,11 @@ impl ShardState {
         if self.commands.get(slot as usize).is_some() {
             return Err("two commands claim one slot");
         }
+        if c.status == CommandStatus::Pending && c.expire_time_s == Some(0) {
+            // Immediate commands are created SENT; one stored PENDING has no queue
+            // and no expiry to end it, so it could only stay PENDING forever.
+            return Err("immediate command stored PENDING");
+        }
         if c.max_retransmit > MAX_RETRANSMIT_MAX {
             return Err("maxRetransmit out of range");
         }
@@ -113,13 +118,9 @@ impl ShardState {
         let cfg = Arc::clone(&self.cfg);
         match c.status {
             CommandStatus::Pending => {
-                if immediate {
-                    // Never stored this way (immediate commands are created SENT); end it at once.
-                    self.arm_command(slot, now);
-                } else {
-                    self.queue_push(device, slot);
-                    self.arm_command(slot, expire_at);
-                }
+                // Cached: immediate PENDING records were refused above.
+                self.queue_push(device, slot);
+                self.arm_command(slot, expire_at);
             }
             CommandStatus::Sent => {
                 if !immediate && let Some(d) = self.live_device_mut(device) {
