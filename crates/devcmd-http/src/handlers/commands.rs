@@ -1,0 +1,65 @@
+//! Create, query and cancel device commands.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use devcmd_core::Caller;
+
+use crate::handlers::json;
+use crate::view::{CommandView, PageView};
+use crate::wire::{parse_app_param, parse_cancel_command, parse_command_id, parse_command_query, parse_create_command};
+use crate::{Api, Authed};
+
+/// `POST /iocm/app/cmd/v1.4.0/deviceCommands?appId=`: 201 with the
+/// `DeviceCommandResp`, once the command is synced to disk.
+pub(crate) async fn create(
+    State(api): State<Arc<Api>>,
+    Authed(app): Authed,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = async {
+        let on_behalf_of = parse_app_param(query.as_deref())?;
+        let req = parse_create_command(&api.body(&headers, body).await?)?;
+        let receipt = api.core()?.create_command(&Caller { app, on_behalf_of }, req)?;
+        receipt.commit.await?;
+        json(StatusCode::CREATED, &CommandView::of(&receipt.value))
+    };
+    api.respond(r.await)
+}
+
+/// `GET /iocm/app/cmd/v1.4.0/deviceCommands?pageNo&pageSize&deviceId&startTime&endTime&appId`.
+pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQuery(query): RawQuery) -> Response {
+    let r = (|| {
+        let (q, on_behalf_of) = parse_command_query(query.as_deref())?;
+        let page = api.core()?.list_commands(&Caller { app, on_behalf_of }, &q)?;
+        let data = page.items.iter().map(CommandView::of).collect();
+        json(StatusCode::OK, &PageView::of(&page, data))
+    })();
+    api.respond(r)
+}
+
+/// `PUT /iocm/app/cmd/v1.4.0/deviceCommands/{deviceCommandId}?appId=` with
+/// `{"status":"CANCELED"}`: 200 with the cancelled command (PENDING only).
+pub(crate) async fn cancel(
+    State(api): State<Arc<Api>>,
+    Authed(app): Authed,
+    Path(command_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = async {
+        let on_behalf_of = parse_app_param(query.as_deref())?;
+        parse_cancel_command(&api.body(&headers, body).await?)?;
+        let id = parse_command_id(&command_id)?;
+        let receipt = api.core()?.cancel_command(&Caller { app, on_behalf_of }, id)?;
+        receipt.commit.await?;
+        json(StatusCode::OK, &CommandView::of(&receipt.value))
+    };
+    api.respond(r.await)
+}

@@ -1,0 +1,44 @@
+//! Create and query device command cancel tasks.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use devcmd_core::Caller;
+
+use crate::handlers::json;
+use crate::view::{PageView, TaskView};
+use crate::wire::{parse_app_param, parse_create_cancel_task, parse_task_query};
+use crate::{Api, Authed};
+
+/// `POST /iocm/app/cmd/v1.4.0/deviceCommandCancelTasks?appId=` with
+/// `{"deviceId"}`: 201, `WAITTING`, with the commands it will cancel.
+pub(crate) async fn create(
+    State(api): State<Arc<Api>>,
+    Authed(app): Authed,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = async {
+        let on_behalf_of = parse_app_param(query.as_deref())?;
+        let device = parse_create_cancel_task(&api.body(&headers, body).await?)?;
+        let receipt = api.core()?.create_cancel_task(&Caller { app, on_behalf_of }, &device)?;
+        receipt.commit.await?;
+        json(StatusCode::CREATED, &TaskView::of(&receipt.value))
+    };
+    api.respond(r.await)
+}
+
+/// `GET /iocm/app/cmd/v1.4.0/deviceCommandCancelTasks?taskId&deviceId&status&startTime&endTime&pageNo&pageSize&appId`.
+pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQuery(query): RawQuery) -> Response {
+    let r = (|| {
+        let (q, on_behalf_of) = parse_task_query(query.as_deref())?;
+        let page = api.core()?.list_cancel_tasks(&Caller { app, on_behalf_of }, &q)?;
+        let data = page.items.iter().map(TaskView::of).collect();
+        json(StatusCode::OK, &PageView::of(&page, data))
+    })();
+    api.respond(r)
+}
