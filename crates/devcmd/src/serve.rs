@@ -1,0 +1,188 @@
+//! `devcmd serve`: listen, recover, serve, drain.
+//!
+//! The listener is bound first and `/healthz` answers while the store is
+//! recovering; the API answers 503/100501 and `/readyz` 503 until recovery
+//! has finished. SIGINT or SIGTERM: `/readyz` turns 503, requests in flight
+//! finish, the ticker stops, the store is flushed and closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devcmd_core::{Dispatcher, SystemClock};
+use devcmd_http::{Api, ApiConfig, router};
+
+use crate::apps::apply_declared;
+use crate::config::DEFAULT_LISTEN;
+use crate::ticker::Ticker;
+use crate::{Failure, ServeArgs, open_store};
+
+/// Runs the server until a shutdown signal.
+pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
+    let (file, dir) = args.data.resolve()?;
+    let listen: SocketAddr = match args.listen.or(file.listen) {
+        Some(a) => a,
+        None => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| Failure::Usage("bad default address".into()))?,
+    };
+    let mut api_config = ApiConfig {
+        strict_http_status: args.strict_http_status || file.strict_http_status.unwrap_or(false),
+        ..ApiConfig::default()
+    };
+    if let Some(s) = file.access_token_ttl_s {
+        api_config.access_token_ttl = Duration::from_secs(s);
+    }
+    if let Some(b) = file.body_limit_bytes {
+        api_config.body_limit_bytes = b;
+    }
+    if let Some(q) = file.quota {
+        api_config.default_quota = q.into();
+    }
+    let core_config = file.core_config()?;
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        _ => file.tls.clone().map(|t| (t.cert, t.key)),
+    };
+    if tls.is_some() {
+        return Err(Failure::Usage(
+            "TLS is not built into this version yet: put a TLS-terminating proxy in front".into(),
+        ));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("devcmd-http")
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            Failure::Usage(format!("cannot listen on {listen}: {e}"))
+        })?;
+        let local = listener.local_addr()?;
+        let api = Arc::new(
+            Api::new(api_config, Arc::new(SystemClock)).map_err(|e| Failure::Usage(format!("quota: {e}")))?,
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = {
+            let mut stop = stop_rx.clone();
+            let app = router(api.clone());
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        };
+        println!("listening on http://{local}");
+
+        // Recovery on the blocking pool: it reads the whole store.
+        let started = Instant::now();
+        let dir2 = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+            let (store, recovered) = open_store(&dir2)?;
+            for c in &recovered.corrupt {
+                tracing::error!(?c, "corrupt record in the store (not loaded)");
+            }
+            let core = Arc::new(
+                Dispatcher::builder(core_config)
+                    .store(store.clone())
+                    .build()
+                    .map_err(|e| Failure::Usage(e.to_string()))?,
+            );
+            let report = core.restore(recovered.state);
+            for r in &report.refused {
+                tracing::error!(reason = %r, "stored record refused at restore");
+            }
+            tracing::info!(
+                apps = report.apps,
+                devices = report.devices,
+                live = report.live_commands,
+                terminal = report.terminal_commands,
+                tasks = report.tasks,
+                fired_at_once = report.fired_at_once,
+                took_ms = report.took.as_millis() as u64,
+                "state restored"
+            );
+            Ok((store, core))
+        });
+        let (store, core) = match opened.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                let _ = stop_tx.send(true);
+                return Err(e);
+            }
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                return Err(Failure::Usage(format!("recovery failed: {e}")));
+            }
+        };
+        let declared = file.apps.clone();
+        let core2 = core.clone();
+        tokio::task::spawn_blocking(move || apply_declared(&core2, &declared))
+            .await
+            .map_err(|e| Failure::Usage(e.to_string()))??;
+        let ticker = Ticker::start(core.clone())?;
+        api.attach(core.clone());
+        println!(
+            "ready in {} ms: data in {}",
+            started.elapsed().as_millis(),
+            dir.display()
+        );
+        if core.apps().is_empty() {
+            println!(
+                "no applications yet. Stop the server (Ctrl-C), then:\n  \
+                 devcmd app add my-app --data-dir {dir}\n  \
+                 devcmd serve --data-dir {dir}\n\
+                 and log in with:\n  \
+                 curl -s -X POST http://{local}/iocm/app/sec/v1.1.0/login -d 'appId=my-app&secret=<the printed secret>'",
+                dir = dir.display()
+            );
+        }
+
+        shutdown_signal().await;
+        println!("shutting down: draining requests");
+        api.begin_drain();
+        let _ = stop_tx.send(true);
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+        ticker.stop();
+        drop(core);
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        println!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,241 @@
+//! The real binary over a real socket: add an app, serve, log in, register,
+//! create, query, cancel, cancel task; stop (SIGTERM) and start again on the
+//! same data directory and find everything still there.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_devcmd");
+const SECRET: &str = "e2e-secret-value";
+
+struct Server {
+    child: Child,
+    base: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("devcmd starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut base = None;
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server prints its progress");
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                base = Some(addr.trim().to_owned());
+            }
+            if line.starts_with("ready in ") {
+                break;
+            }
+        }
+        Self {
+            child,
+            base: base.expect("the server printed its address"),
+            lines,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit that says it stopped.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "devcmd exited with {exit}");
+        let rest: Vec<String> = std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(5)).ok()).collect();
+        assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn login(base: &str) -> Self {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{base}/iocm/app/sec/v1.1.0/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("appId=e2e&secret={SECRET}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        Self {
+            http,
+            base: base.to_owned(),
+            token: v["accessToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("app_key", "e2e")
+            .header("authorization", format!("Bearer {}", self.token));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn run_cli(args: &[&str], dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const COMMANDS: &str = "/iocm/app/cmd/v1.4.0/deviceCommands";
+const TASKS: &str = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_survives_a_restart_with_everything_in_place() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run_cli(&["app", "add", "e2e", "--secret", SECRET], dir.path()).contains("added application e2e"));
+    assert!(run_cli(&["app", "list"], dir.path()).starts_with("e2e\t"));
+
+    let server = Server::start(dir.path());
+    let c = Client::login(&server.base).await;
+    let reg = json!({"nodeId": "imei-e2e"});
+    let (s, dev) = c
+        .call(Method::POST, "/iocm/app/reg/v1.1.0/deviceCredentials", Some(reg))
+        .await;
+    assert_eq!(s, 200, "{dev}");
+    let device = dev["deviceId"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let body =
+            json!({"deviceId": device, "command": {"serviceId": "Light", "method": "SET", "paras": {"level": i}}});
+        let (s, v) = c.call(Method::POST, COMMANDS, Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(v["status"], "PENDING");
+        ids.push(v["commandId"].as_str().unwrap().to_owned());
+    }
+    let cancel = json!({"status": "CANCELED"});
+    let (s, v) = c
+        .call(Method::PUT, &format!("{COMMANDS}/{}", ids[0]), Some(cancel.clone()))
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("CANCELED")));
+    let (s, task) = c.call(Method::POST, TASKS, Some(json!({"deviceId": device}))).await;
+    assert_eq!(
+        (s, task["status"].as_str(), task["totalCount"].as_u64()),
+        (201, Some("WAITTING"), Some(3))
+    );
+    // The ticker runs the task within milliseconds.
+    let mut done = false;
+    for _ in 0..500 {
+        let (_, page) = c.call(Method::GET, TASKS, None).await;
+        if page["data"][0]["status"] == "SUCCESS" {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(done, "the cancel task never ran");
+    // One more command that stays PENDING across the restart.
+    let body = json!({"deviceId": device, "command": {"serviceId": "Light", "method": "OFF"}, "expireTime": 3600});
+    let (s, v) = c.call(Method::POST, COMMANDS, Some(body)).await;
+    assert_eq!(s, 201);
+    let survivor = v["commandId"].as_str().unwrap().to_owned();
+    let (_, before) = c.call(Method::GET, COMMANDS, None).await;
+    assert_eq!(before["pagination"]["totalSize"], 5);
+    server.stop();
+
+    let server = Server::start(dir.path());
+    let c = Client::login(&server.base).await;
+    let (s, after) = c.call(Method::GET, COMMANDS, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(after, before, "the same commands, states and times after a restart");
+    let statuses: Vec<&str> = after["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["CANCELED", "CANCELED", "CANCELED", "CANCELED", "PENDING"]);
+    assert_eq!(after["data"][4]["commandId"], survivor.as_str());
+    let (_, tasks) = c.call(Method::GET, TASKS, None).await;
+    assert_eq!(tasks["data"][0]["taskId"], task["taskId"]);
+    assert_eq!(tasks["data"][0]["status"], "SUCCESS");
+    // The device is still registered: its command can be cancelled and it can be deleted.
+    let (s, _) = c
+        .call(Method::PUT, &format!("{COMMANDS}/{survivor}"), Some(cancel))
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = c
+        .call(Method::DELETE, &format!("/iocm/app/dm/v1.4.0/devices/{device}"), None)
+        .await;
+    assert_eq!(s, 204);
+    server.stop();
+}
+
+#[test]
+fn a_second_process_on_the_same_directory_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    run_cli(&["app", "add", "e2e", "--secret", SECRET], dir.path());
+    let server = Server::start(dir.path());
+    let out = Command::new(BIN)
+        .args(["app", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("one process per data directory"), "{err}");
+    server.stop();
+}
+
+#[test]
+fn a_fresh_start_with_no_apps_says_how_to_add_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let hint: Vec<String> = std::iter::from_fn(|| server.lines.recv_timeout(Duration::from_secs(5)).ok())
+        .take_while(|l| !l.contains("/login"))
+        .collect();
+    assert!(hint.iter().any(|l| l.contains("devcmd app add")), "{hint:?}");
+    server.stop();
+}
