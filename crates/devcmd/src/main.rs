@@ -10,6 +10,7 @@ mod apps;
 mod config;
 mod serve;
 mod ticker;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

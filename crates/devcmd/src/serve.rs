@@ -44,11 +44,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         (Some(cert), Some(key)) => Some((cert, key)),
         _ => file.tls.clone().map(|t| (t.cert, t.key)),
     };
-    if tls.is_some() {
-        return Err(Failure::Usage(
-            "TLS is not built into this version yet: put a TLS-terminating proxy in front".into(),
-        ));
-    }
+    let tls = match tls {
+        Some((cert, key)) => Some(crate::tls::server_config(&cert, &key).map_err(Failure::Usage)?),
+        None => None,
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,18 +62,20 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             Api::new(api_config, Arc::new(SystemClock)).map_err(|e| Failure::Usage(format!("quota: {e}")))?,
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = {
-            let mut stop = stop_rx.clone();
-            let app = router(api.clone());
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-            })
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
         };
-        println!("listening on http://{local}");
+        let app = router(api.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = match tls {
+            Some(config) => {
+                let listener = crate::tls::TlsListener::new(listener, config)?;
+                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            }
+            None => tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }),
+        };
+        println!("listening on {scheme}://{local}");
 
         // Recovery on the blocking pool: it reads the whole store.
         let started = Instant::now();
@@ -135,7 +136,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
                  devcmd app add my-app --data-dir {dir}\n  \
                  devcmd serve --data-dir {dir}\n\
                  and log in with:\n  \
-                 curl -s -X POST http://{local}/iocm/app/sec/v1.1.0/login -d 'appId=my-app&secret=<the printed secret>'",
+                 curl -s -X POST {scheme}://{local}/iocm/app/sec/v1.1.0/login -d 'appId=my-app&secret=<the printed secret>'",
                 dir = dir.display()
             );
         }
