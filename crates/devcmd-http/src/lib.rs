@@ -58,7 +58,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -190,16 +190,17 @@ impl Api {
 
     /// Reads a body up to the limit; a declared length over it is refused
     /// before anything is read.
-    async fn body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    async fn body(&self, req: axum::extract::Request) -> Result<Bytes, ApiError> {
         let limit = self.config.body_limit_bytes;
-        let declared = headers
+        let declared = req
+            .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::BodyTooLarge { limit });
         }
-        axum::body::to_bytes(body, limit)
+        axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|_| ApiError::BodyTooLarge { limit })
     }

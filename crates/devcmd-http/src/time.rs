@@ -41,20 +41,37 @@ pub fn parse_time(field: &'static str, s: &str) -> Result<Timestamp, ApiError> {
 
 /// Formats a time as `yyyyMMdd'T'HHmmss'Z'`, dropping milliseconds.
 pub fn format_time(t: Timestamp) -> String {
-    let mut out = String::with_capacity(TIME_LEN);
-    write_time(&mut out, t);
-    out
+    PlatformTime(t).to_string()
 }
 
-/// Appends the formatted time to `out`.
-pub fn write_time(out: &mut String, t: Timestamp) {
-    let secs = t.as_millis() / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    use std::fmt::Write;
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z");
+/// A time that displays in the platform's format, without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformTime(pub Timestamp);
+
+impl std::fmt::Display for PlatformTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_millis() / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        let mut out = *b"00000000T000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                // v % 10 < 10 fits a u8.
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        // Years past 9999 (timestamps near u64::MAX ms) wrap in 4 digits; the
+        // core never stores such times.
+        put(0, 4, year);
+        put(4, 2, month);
+        put(6, 2, day);
+        put(9, 2, rem / 3600);
+        put(11, 2, rem % 3600 / 60);
+        put(13, 2, rem % 60);
+        // Only ASCII digits, 'T' and 'Z' were written.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
+    }
 }
 
 fn is_leap(year: u32) -> bool {

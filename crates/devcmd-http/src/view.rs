@@ -10,7 +10,16 @@ use devcmd_core::{CancelTask, Command, Page, Timestamp};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::time::format_time;
+use crate::time::PlatformTime;
+
+/// Serialises through `Display` straight into the output (no `String`).
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
 
 /// Raw JSON text, or a string when the text is not JSON.
 enum Raw<'a> {
@@ -48,33 +57,33 @@ struct CommandDtoView<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandView<'a> {
-    command_id: String,
+    command_id: Shown<devcmd_core::CommandId>,
     app_id: &'a str,
-    device_id: String,
+    device_id: Shown<&'a devcmd_core::DeviceId>,
     command: CommandDtoView<'a>,
     callback_url: Option<&'a str>,
     expire_time: Option<u32>,
     status: &'static str,
     result: Option<Raw<'a>>,
-    creation_time: String,
-    execute_time: Option<String>,
-    platform_issued_time: Option<String>,
-    delivered_time: Option<String>,
+    creation_time: Shown<PlatformTime>,
+    execute_time: Option<Shown<PlatformTime>>,
+    platform_issued_time: Option<Shown<PlatformTime>>,
+    delivered_time: Option<Shown<PlatformTime>>,
     issued_times: u8,
     max_retransmit: u8,
 }
 
-fn time(t: Option<Timestamp>) -> Option<String> {
-    t.map(format_time)
+fn time(t: Option<Timestamp>) -> Option<Shown<PlatformTime>> {
+    t.map(|t| Shown(PlatformTime(t)))
 }
 
 impl<'a> CommandView<'a> {
     /// The view of one command.
     pub fn of(c: &'a Command) -> Self {
         Self {
-            command_id: c.id.to_string(),
+            command_id: Shown(c.id),
             app_id: c.app_id.as_str(),
-            device_id: c.device_id.to_string(),
+            device_id: Shown(&c.device_id),
             command: CommandDtoView {
                 service_id: c.body.service_id(),
                 method: c.body.method(),
@@ -84,7 +93,7 @@ impl<'a> CommandView<'a> {
             expire_time: c.expire_time_s,
             status: c.status.as_str(),
             result: c.result.as_deref().map(Raw::of),
-            creation_time: format_time(c.creation_time),
+            creation_time: Shown(PlatformTime(c.creation_time)),
             execute_time: time(c.execute_time),
             platform_issued_time: time(c.platform_issued_time),
             delivered_time: time(c.delivered_time),

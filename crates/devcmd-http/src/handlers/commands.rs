@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use devcmd_core::Caller;
 
+use crate::error::ApiError;
 use crate::handlers::json;
 use crate::view::{CommandView, PageView};
 use crate::wire::{parse_app_param, parse_cancel_command, parse_command_id, parse_command_query, parse_create_command};
@@ -19,12 +20,11 @@ pub(crate) async fn create(
     State(api): State<Arc<Api>>,
     Authed(app): Authed,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
-        let req = parse_create_command(&api.body(&headers, body).await?)?;
+        let req = parse_create_command(&api.body(req).await?)?;
         let receipt = api.core()?.create_command(&Caller { app, on_behalf_of }, req)?;
         receipt.commit.await?;
         json(StatusCode::CREATED, &CommandView::of(&receipt.value))
@@ -48,14 +48,14 @@ pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQu
 pub(crate) async fn cancel(
     State(api): State<Arc<Api>>,
     Authed(app): Authed,
-    Path(command_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
-        parse_cancel_command(&api.body(&headers, body).await?)?;
+        parse_cancel_command(&api.body(req).await?)?;
+        let Path(command_id) = path.map_err(|_| ApiError::invalid("deviceCommandId", "not valid UTF-8"))?;
         let id = parse_command_id(&command_id)?;
         let receipt = api.core()?.cancel_command(&Caller { app, on_behalf_of }, id)?;
         receipt.commit.await?;

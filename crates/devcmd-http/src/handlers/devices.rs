@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use devcmd_core::Caller;
 
 use crate::auth::Token;
+use crate::error::ApiError;
 use crate::handlers::json;
 use crate::view::RegistrationView;
 use crate::wire::{parse_app_param, parse_device_id, parse_registration};
@@ -20,12 +21,11 @@ pub(crate) async fn register(
     State(api): State<Arc<Api>>,
     Authed(app): Authed,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
-        let reg = parse_registration(&api.body(&headers, body).await?)?;
+        let reg = parse_registration(&api.body(req).await?)?;
         let psk = match reg.psk {
             Some(p) => p,
             // 128 random bits as 32 hex characters.
@@ -51,11 +51,12 @@ pub(crate) async fn register(
 pub(crate) async fn remove(
     State(api): State<Arc<Api>>,
     Authed(app): Authed,
-    Path(device_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
+        let Path(device_id) = path.map_err(|_| ApiError::invalid("deviceId", "not valid UTF-8"))?;
         let id = parse_device_id("deviceId", &device_id)?;
         let receipt = api.core()?.remove_device(&Caller { app, on_behalf_of }, &id)?;
         receipt.commit.await?;

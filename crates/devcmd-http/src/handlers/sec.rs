@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::{Issued, Token, verify_secret};
@@ -46,16 +45,20 @@ fn token_response(issued: Issued) -> Result<Response, ApiError> {
     )
 }
 
-async fn read_credentials(api: &Api, headers: &HeaderMap, body: Body) -> Result<Credentials, ApiError> {
-    let bytes = api.body(headers, body).await?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    parse_credentials(ct, &bytes)
+async fn read_credentials(api: &Api, req: Request) -> Result<Credentials, ApiError> {
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = api.body(req).await?;
+    parse_credentials(form.as_deref(), &bytes)
 }
 
 /// `POST /iocm/app/sec/v1.1.0/login`.
-pub(crate) async fn login(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn login(State(api): State<Arc<Api>>, req: Request) -> Response {
     let r = async {
-        let creds = read_credentials(&api, &headers, body).await?;
+        let creds = read_credentials(&api, req).await?;
         verify(&api, &creds).await?;
         tracing::info!(app = %creds.app_id, "login");
         token_response(api.tokens.issue(&creds.app_id, api.clock.now())?)
@@ -64,9 +67,9 @@ pub(crate) async fn login(State(api): State<Arc<Api>>, headers: HeaderMap, body:
 }
 
 /// `POST /iocm/app/sec/v1.1.0/refreshToken`: `{"appId","secret","refreshToken"}`.
-pub(crate) async fn refresh(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn refresh(State(api): State<Arc<Api>>, req: Request) -> Response {
     let r = async {
-        let creds = read_credentials(&api, &headers, body).await?;
+        let creds = read_credentials(&api, req).await?;
         let presented = creds
             .refresh_token
             .as_deref()
@@ -82,14 +85,9 @@ pub(crate) async fn refresh(State(api): State<Arc<Api>>, headers: HeaderMap, bod
 }
 
 /// `POST /iocm/app/sec/v1.1.0/logout`: `{"accessToken"}`; 200 with no body.
-pub(crate) async fn logout(
-    State(api): State<Arc<Api>>,
-    Authed(app): Authed,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn logout(State(api): State<Arc<Api>>, Authed(app): Authed, req: Request) -> Response {
     let r = async {
-        let bytes = api.body(&headers, body).await?;
+        let bytes = api.body(req).await?;
         let token = Token::parse(&parse_logout(&bytes)?).ok_or(ApiError::BadToken)?;
         if !api.tokens.revoke(&app, &token) {
             return Err(ApiError::BadToken);

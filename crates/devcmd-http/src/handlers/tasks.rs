@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use devcmd_core::Caller;
 
@@ -19,12 +18,11 @@ pub(crate) async fn create(
     State(api): State<Arc<Api>>,
     Authed(app): Authed,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
-        let device = parse_create_cancel_task(&api.body(&headers, body).await?)?;
+        let device = parse_create_cancel_task(&api.body(req).await?)?;
         let receipt = api.core()?.create_cancel_task(&Caller { app, on_behalf_of }, &device)?;
         receipt.commit.await?;
         json(StatusCode::CREATED, &TaskView::of(&receipt.value))
