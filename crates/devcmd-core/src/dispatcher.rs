@@ -203,6 +203,12 @@ impl Dispatcher {
         commit
     }
 
+    /// Whether the store is backlogged ([`CommandStore::is_backlogged`]): new
+    /// work would wait for it. Refuse work that can be refused.
+    pub fn store_backlogged(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.is_backlogged())
+    }
+
     fn submit(&self, mutations: Vec<Mutation>) -> Commit {
         match &self.store {
             Some(store) => store.submit(mutations),

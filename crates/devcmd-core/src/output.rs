@@ -96,6 +96,13 @@ pub trait CommandStore: Send + Sync + 'static {
     /// the batch is durable. Must not wait for durability itself; may block
     /// briefly when its queue is full (backpressure).
     fn submit(&self, batch: Vec<Mutation>) -> Commit;
+
+    /// Whether the store's queue is nearly full, so that a new submission may
+    /// block. Callers that can refuse new work (the HTTP API answers
+    /// 503/100501) should rather than wait. Default: never.
+    fn is_backlogged(&self) -> bool {
+        false
+    }
 }
 
 /// Completion of a submitted batch: wait on it (blocking) or `.await` it.

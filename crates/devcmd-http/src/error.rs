@@ -27,7 +27,7 @@
 //! | 100434 | 200 / 404 | no such command (*project*) |
 //! | 100435 | 200 / 409 | the command is not PENDING, so it cannot be cancelled (*project*) |
 //! | 100436 | 200 / 404 | no such cancel task (*project*) |
-//! | 100501 | 503 / 503 | overload: live-command bound, waiting tasks, login slots, still recovering |
+//! | 100501 | 503 / 503 | overload: live-command bound, waiting tasks, login slots, store backlog, still recovering |
 //! | 100001 | 500 / 500 | the store failed; the change is not acknowledged |
 
 use axum::http::{HeaderValue, StatusCode, header};

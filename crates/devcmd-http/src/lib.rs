@@ -155,6 +155,16 @@ impl Api {
         self.core.get().ok_or(ApiError::Overloaded("still recovering"))
     }
 
+    /// The core, for a call that will write: refused with 503/100501 while the
+    /// store is backlogged, so request threads never block on a full queue.
+    fn writable_core(&self) -> Result<&Arc<Dispatcher>, ApiError> {
+        let core = self.core()?;
+        if core.store_backlogged() {
+            return Err(ApiError::Overloaded("the store is backlogged"));
+        }
+        Ok(core)
+    }
+
     fn fail(&self, e: ApiError) -> Response {
         e.into_response_with(self.config.strict_http_status)
     }

@@ -188,6 +188,30 @@ async fn a_full_device_queue_and_the_live_bound_are_refused_with_their_codes() {
 }
 
 #[tokio::test]
+async fn a_backlogged_store_refuses_writes_with_503_and_still_answers_reads() {
+    let (t, token, device) = setup().await;
+    let id = t.create("app-a", &token, &device, "").await.json()["commandId"].clone();
+    t.store.backlogged.store(true, std::sync::atomic::Ordering::SeqCst);
+    t.create("app-a", &token, &device, "").await.business(503, "100501");
+    let put = format!("{COMMANDS}/{}", id.as_str().unwrap());
+    t.as_app("app-a", &token, Method::PUT, &put, r#"{"status":"CANCELED"}"#)
+        .await
+        .business(503, "100501");
+    let task = format!(r#"{{"deviceId":"{device}"}}"#);
+    t.as_app("app-a", &token, Method::POST, TASKS, &task)
+        .await
+        .business(503, "100501");
+    t.as_app("app-a", &token, Method::POST, REG, r#"{"nodeId":"n2"}"#)
+        .await
+        .business(503, "100501");
+    let page = t.as_app("app-a", &token, Method::GET, COMMANDS, "").await;
+    assert_eq!(page.status, StatusCode::OK);
+    t.store.backlogged.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(t.create("app-a", &token, &device, "").await.status, StatusCode::CREATED);
+    assert_eq!(t.core.stats().created, 2);
+}
+
+#[tokio::test]
 async fn created_answers_only_after_the_store_synced_and_a_failed_sync_is_an_error() {
     let (t, token, device) = setup().await;
     t.store.close_gate();

@@ -252,6 +252,10 @@ impl CommandStore for FjallStore {
     fn submit(&self, batch: Vec<Mutation>) -> Commit {
         self.writer.submit(batch)
     }
+
+    fn is_backlogged(&self) -> bool {
+        self.writer.is_backlogged()
+    }
 }
 
 /// Loads and decodes a whole keyspace: one thread reads, the others decode

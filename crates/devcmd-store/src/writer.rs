@@ -136,6 +136,11 @@ impl Writer {
         Commit::pending(signal)
     }
 
+    /// Seven eighths of the queue are taken.
+    pub(crate) fn is_backlogged(&self) -> bool {
+        self.tx.capacity().is_some_and(|cap| self.tx.len() >= cap - cap / 8)
+    }
+
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
     }

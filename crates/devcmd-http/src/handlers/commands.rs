@@ -25,7 +25,9 @@ pub(crate) async fn create(
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
         let req = parse_create_command(&api.body(req).await?)?;
-        let receipt = api.core()?.create_command(&Caller { app, on_behalf_of }, req)?;
+        let receipt = api
+            .writable_core()?
+            .create_command(&Caller { app, on_behalf_of }, req)?;
         receipt.commit.await?;
         json(StatusCode::CREATED, &CommandView::of(&receipt.value))
     };
@@ -57,7 +59,7 @@ pub(crate) async fn cancel(
         parse_cancel_command(&api.body(req).await?)?;
         let Path(command_id) = path.map_err(|_| ApiError::invalid("deviceCommandId", "not valid UTF-8"))?;
         let id = parse_command_id(&command_id)?;
-        let receipt = api.core()?.cancel_command(&Caller { app, on_behalf_of }, id)?;
+        let receipt = api.writable_core()?.cancel_command(&Caller { app, on_behalf_of }, id)?;
         receipt.commit.await?;
         json(StatusCode::OK, &CommandView::of(&receipt.value))
     };

@@ -31,7 +31,9 @@ pub(crate) async fn register(
             // 128 random bits as 32 hex characters.
             None => Token::generate()?.to_hex()[..32].to_owned(),
         };
-        let receipt = api.core()?.register_device(&Caller { app, on_behalf_of }, reg.device)?;
+        let receipt = api
+            .writable_core()?
+            .register_device(&Caller { app, on_behalf_of }, reg.device)?;
         receipt.commit.await?;
         json(
             StatusCode::OK,
@@ -58,7 +60,7 @@ pub(crate) async fn remove(
         let on_behalf_of = parse_app_param(query.as_deref())?;
         let Path(device_id) = path.map_err(|_| ApiError::invalid("deviceId", "not valid UTF-8"))?;
         let id = parse_device_id("deviceId", &device_id)?;
-        let receipt = api.core()?.remove_device(&Caller { app, on_behalf_of }, &id)?;
+        let receipt = api.writable_core()?.remove_device(&Caller { app, on_behalf_of }, &id)?;
         receipt.commit.await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };

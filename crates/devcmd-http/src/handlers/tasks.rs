@@ -23,7 +23,9 @@ pub(crate) async fn create(
     let r = async {
         let on_behalf_of = parse_app_param(query.as_deref())?;
         let device = parse_create_cancel_task(&api.body(req).await?)?;
-        let receipt = api.core()?.create_cancel_task(&Caller { app, on_behalf_of }, &device)?;
+        let receipt = api
+            .writable_core()?
+            .create_cancel_task(&Caller { app, on_behalf_of }, &device)?;
         receipt.commit.await?;
         json(StatusCode::CREATED, &TaskView::of(&receipt.value))
     };

@@ -24,6 +24,7 @@ pub const SECRET: &str = "s3cret-of-the-app";
 pub struct GatedStore {
     held: Mutex<Vec<Arc<CommitSignal>>>,
     pub gate_closed: std::sync::atomic::AtomicBool,
+    pub backlogged: std::sync::atomic::AtomicBool,
 }
 
 impl GatedStore {
@@ -40,6 +41,10 @@ impl GatedStore {
 }
 
 impl CommandStore for GatedStore {
+    fn is_backlogged(&self) -> bool {
+        self.backlogged.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn submit(&self, _batch: Vec<Mutation>) -> Commit {
         if !self.gate_closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Commit::done();
