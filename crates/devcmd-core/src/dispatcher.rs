@@ -186,7 +186,10 @@ impl Dispatcher {
         (r, commit)
     }
 
-    fn hand_out(&self, fx: Effects) -> Commit {
+    fn hand_out(&self, mut fx: Effects) -> Commit {
+        if let (Some(events), false) = (&self.events, fx.changes.is_empty()) {
+            events.records(&fx.changes, &mut fx.mutations);
+        }
         let commit = match (&self.store, fx.mutations.is_empty()) {
             (Some(store), false) => store.submit(fx.mutations),
             _ => Commit::done(),
@@ -198,7 +201,7 @@ impl Dispatcher {
             }
         }
         if let (Some(events), false) = (&self.events, fx.changes.is_empty()) {
-            events.publish(&fx.changes);
+            events.publish_committed(&fx.changes, commit.share());
         }
         commit
     }

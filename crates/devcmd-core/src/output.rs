@@ -132,6 +132,14 @@ impl Commit {
         Self(CommitState::Waiting(signal))
     }
 
+    /// A second handle on the same completion.
+    pub fn share(&self) -> Self {
+        match &self.0 {
+            CommitState::Done(r) => Self(CommitState::Done(r.clone())),
+            CommitState::Waiting(signal) => Self(CommitState::Waiting(Arc::clone(signal))),
+        }
+    }
+
     /// Blocks until the batch is durable, or its write failed.
     pub fn wait(self) -> Result<(), StoreError> {
         match self.0 {
@@ -379,6 +387,23 @@ pub struct StatusChange {
 pub trait EventSink: Send + Sync + 'static {
     /// Takes a batch of changes. May block when full (backpressure); must not drop any.
     fn publish(&self, changes: &[StatusChange]);
+
+    /// Records this sink needs stored together with `changes` (a callback
+    /// outbox): they are appended to the same store batch as the changes'
+    /// own records, so they are durable exactly when the changes are. Called
+    /// just before the batch is submitted, under the same output lock as
+    /// [`EventSink::publish_committed`]. Default: none.
+    fn records(&self, changes: &[StatusChange], out: &mut Vec<Mutation>) {
+        let _ = (changes, out);
+    }
+
+    /// Takes a batch of changes with the commit of the store batch holding
+    /// them (and the [`EventSink::records`] made for them). A sink that tells
+    /// anyone outside must wait for `commit` first. Default: [`EventSink::publish`].
+    fn publish_committed(&self, changes: &[StatusChange], commit: Commit) {
+        drop(commit);
+        self.publish(changes);
+    }
 }
 
 /// An event sink that sends every change into a bounded channel, blocking when it is full.
