@@ -211,6 +211,10 @@ pub fn parse_create_command(body: &[u8]) -> Result<NewCommand, ApiError> {
         Some(_) => return Err(ApiError::invalid("command.paras", "must be a JSON object")),
     };
     let mut cmd = NewCommand::new(device_id, &b.command.service_id, &b.command.method, paras);
+    if let Some(url) = &b.callback_url {
+        // Refused now rather than discovered at the first push.
+        devcmd_callback::address_of(url).map_err(|e| ApiError::invalid("callbackUrl", e.0))?;
+    }
     cmd.callback_url = b.callback_url;
     cmd.expire_time_s = match b.expire_time {
         None => None,
@@ -397,6 +401,9 @@ mod tests {
             ("", "[1]"),
             ("", "\"text\""),
             ("", "{"),
+            (r#","callbackUrl":"ftp://x/y""#, "{}"),
+            (r#","callbackUrl":"/relative""#, "{}"),
+            (r#","callbackUrl":"http://""#, "{}"),
         ] {
             let body = with(extra, paras);
             assert!(parse_create_command(body.as_bytes()).is_err(), "{body}");

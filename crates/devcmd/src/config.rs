@@ -23,6 +23,11 @@
 //! result_timeout_s = 180
 //! retention_s = 259200
 //!
+//! [callbacks]          # optional: the callbackUrl pushes
+//! notify_expired_and_canceled = false
+//! push_timeout_s = 15
+//! lanes_per_address = 32
+//!
 //! [[apps]]             # declared apps are added (or their secret updated) at start
 //! id = "my-app"
 //! secret = "…"         # hashed before it is stored; keep this file private
@@ -85,6 +90,35 @@ pub(crate) struct CoreFile {
     pub(crate) retention_s: Option<u64>,
 }
 
+/// Callback settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallbacksFile {
+    /// Also push EXPIRED and CANCELED.
+    pub(crate) notify_expired_and_canceled: Option<bool>,
+    /// Seconds to wait for a receiver's answer.
+    pub(crate) push_timeout_s: Option<u64>,
+    /// Concurrent pushes per callback address.
+    pub(crate) lanes_per_address: Option<usize>,
+}
+
+impl CallbacksFile {
+    /// The outbox settings: defaults with this file's changes.
+    pub(crate) fn config(&self) -> devcmd_callback::CallbackConfig {
+        let mut c = devcmd_callback::CallbackConfig::default();
+        if let Some(v) = self.notify_expired_and_canceled {
+            c.notify_expired_and_canceled = v;
+        }
+        if let Some(v) = self.push_timeout_s {
+            c.push_timeout = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = self.lanes_per_address {
+            c.lanes_per_address = v.max(1);
+        }
+        c
+    }
+}
+
 /// An application declared in the file.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +161,9 @@ pub(crate) struct ConfigFile {
     /// Core settings.
     #[serde(default)]
     pub(crate) core: CoreFile,
+    /// Callback settings.
+    #[serde(default)]
+    pub(crate) callbacks: CallbacksFile,
     /// Declared applications.
     #[serde(default)]
     pub(crate) apps: Vec<AppFile>,

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use devcmd_callback::Callbacks;
 use devcmd_core::{Dispatcher, SystemClock};
 use devcmd_http::{Api, ApiConfig, router};
 
@@ -80,17 +81,30 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         // Recovery on the blocking pool: it reads the whole store.
         let started = Instant::now();
         let dir2 = dir.clone();
+        let callback_config = file.callbacks.config();
+        let runtime = tokio::runtime::Handle::current();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
             let (store, recovered) = open_store(&dir2)?;
             for c in &recovered.corrupt {
                 tracing::error!(?c, "corrupt record in the store (not loaded)");
             }
+            let (callbacks, sink) = Callbacks::start(
+                callback_config,
+                Arc::new(SystemClock),
+                Some(store.clone() as Arc<dyn devcmd_core::CommandStore>),
+                runtime,
+            )
+            .map_err(|e| Failure::Usage(e.to_string()))?;
             let core = Arc::new(
                 Dispatcher::builder(core_config)
                     .store(store.clone())
+                    .events(sink)
                     .build()
                     .map_err(|e| Failure::Usage(e.to_string()))?,
             );
+            // Pushes owed from before the restart go first, then those the
+            // restore itself causes (deadlines that passed while down).
+            let resumed = callbacks.resume(&recovered.outbox);
             let report = core.restore(recovered.state);
             for r in &report.refused {
                 tracing::error!(reason = %r, "stored record refused at restore");
@@ -102,12 +116,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
                 terminal = report.terminal_commands,
                 tasks = report.tasks,
                 fired_at_once = report.fired_at_once,
+                callbacks_resumed = resumed,
                 took_ms = report.took.as_millis() as u64,
                 "state restored"
             );
-            Ok((store, core))
+            Ok((store, core, callbacks))
         });
-        let (store, core) = match opened.await {
+        let (store, core, callbacks) = match opened.await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 let _ = stop_tx.send(true);
@@ -151,6 +166,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             Err(e) => tracing::error!(error = %e, "server task failed"),
         }
         ticker.stop();
+        // Undelivered pushes stay in the outbox for the next start.
+        callbacks.shutdown();
         drop(core);
         tokio::task::spawn_blocking(move || store.close())
             .await

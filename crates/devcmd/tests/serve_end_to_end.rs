@@ -375,3 +375,60 @@ fn a_bad_certificate_is_a_clear_error_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_pushes_status_changes_to_the_callback_url() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = seen.clone();
+    let receiver = axum::Router::new().route(
+        "/cb",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cb = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    run_cli(&["app", "add", "e2e", "--secret", SECRET], dir.path());
+    let server = Server::start(dir.path());
+    let c = Client::login(&server.base).await;
+    let reg = json!({"nodeId": "imei-cb", "deliveryProfile": "drx"});
+    let (_, dev) = c
+        .call(
+            reqwest::Method::POST,
+            "/iocm/app/reg/v1.1.0/deviceCredentials",
+            Some(reg),
+        )
+        .await;
+    let body = json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}, "callbackUrl": cb, "expireTime": 0});
+    let (s, cmd) = c.call(reqwest::Method::POST, COMMANDS, Some(body)).await;
+    assert_eq!(s, 201, "{cmd}");
+    for _ in 0..1000 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pushes = seen.lock().unwrap().clone();
+    assert_eq!(
+        pushes,
+        [
+            json!({"deviceId": dev["deviceId"], "commandId": cmd["commandId"], "result": {"resultCode": "SENT", "resultDetail": null}})
+        ]
+    );
+    // A bad callback URL is refused at creation.
+    let bad =
+        json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}, "callbackUrl": "ftp://x/y"});
+    let (s, err) = c.call(reqwest::Method::POST, COMMANDS, Some(bad)).await;
+    assert_eq!((s, err["error_code"].as_str()), (400, Some("100022")));
+    server.stop();
+}
