@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use devcmd_core::{Clock, Mutation, Timestamp};
+use devcmd_core::{Clock, CommandId, Mutation, Timestamp};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -14,8 +14,61 @@ use crate::Shared;
 use crate::address::Health;
 use crate::notification::Notification;
 
+/// The hard bound of a lane, in multiples of `lane_queue_max`.
+pub(crate) const PARK_FACTOR: usize = 64;
+
+/// A lane's queue with, per command, how many of its notifications wait
+/// (so finding one to coalesce costs nothing while every command has one).
+#[derive(Default)]
+struct Queue {
+    q: VecDeque<Notification>,
+    per_command: hashbrown::HashMap<CommandId, u32>,
+    /// Commands with two or more notifications queued.
+    multi: usize,
+}
+
+impl Queue {
+    fn push_back(&mut self, n: Notification) {
+        let c = self.per_command.entry(n.command_id).or_insert(0);
+        *c += 1;
+        if *c == 2 {
+            self.multi += 1;
+        }
+        self.q.push_back(n);
+    }
+
+    fn take(&mut self, i: usize) -> Option<Notification> {
+        let n = self.q.remove(i)?;
+        if let Some(c) = self.per_command.get_mut(&n.command_id) {
+            *c -= 1;
+            if *c == 1 {
+                self.multi -= 1;
+            }
+            if *c == 0 {
+                self.per_command.remove(&n.command_id);
+            }
+        }
+        Some(n)
+    }
+
+    /// The oldest intermediate notification (after the head, which is in
+    /// flight) of a command with a later notification queued or `incoming`.
+    fn oldest_superseded(&self, incoming: &Notification) -> Option<usize> {
+        let incoming_has_queued = self.per_command.contains_key(&incoming.command_id);
+        if !incoming_has_queued && self.multi == 0 {
+            return None;
+        }
+        self.q.iter().enumerate().skip(1).find_map(|(i, m)| {
+            let superseded = !m.is_terminal()
+                && (m.command_id == incoming.command_id
+                    || self.per_command.get(&m.command_id).is_some_and(|&c| c >= 2));
+            superseded.then_some(i)
+        })
+    }
+}
+
 pub(crate) struct Lane {
-    queue: Mutex<VecDeque<Notification>>,
+    queue: Mutex<Queue>,
     wake: Notify,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -31,7 +84,7 @@ pub(crate) fn forget(shared: &Shared, n: &Notification) {
 impl Lane {
     pub(crate) fn spawn(shared: Arc<Shared>, health: Arc<Health>, rt: &tokio::runtime::Handle) -> Arc<Self> {
         let lane = Arc::new(Self {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             task: Mutex::new(None),
         });
@@ -47,19 +100,26 @@ impl Lane {
         }
     }
 
-    /// Queues a notification; a full lane first drops its oldest waiting
-    /// intermediate notification (never the one in flight, never a terminal one).
+    /// Queues a notification. A lane at its bound first coalesces: it drops
+    /// its oldest waiting intermediate notification (SENT, DELIVERED) of a
+    /// command that has a later one queued or arriving (never the one in
+    /// flight, never a terminal one). A lane at its hard bound parks the
+    /// notification: it stays in the outbox only and is pushed after the next
+    /// start.
     pub(crate) fn push(&self, n: Notification, shared: &Shared) {
+        let soft = shared.config.lane_queue_max.max(1);
         let mut q = self.queue.lock();
-        if q.len() >= shared.config.lane_queue_max.max(1) {
-            // Index 0 is in flight.
-            if let Some(i) = q.iter().skip(1).position(|m| !m.is_terminal()).map(|i| i + 1)
-                && let Some(old) = q.remove(i)
-            {
-                forget(shared, &old);
-                shared.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            }
+        if q.q.len() >= soft
+            && let Some(i) = q.oldest_superseded(&n)
+            && let Some(old) = q.take(i)
+        {
+            forget(shared, &old);
+            shared.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+            shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        if q.q.len() >= soft.saturating_mul(PARK_FACTOR) {
+            shared.stats.parked.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         q.push_back(n);
         shared.stats.queued.fetch_add(1, Ordering::Relaxed);
@@ -70,7 +130,7 @@ impl Lane {
     async fn run(self: Arc<Self>, shared: Arc<Shared>, health: Arc<Health>) {
         let step = shared.config.poll_step;
         loop {
-            let head = self.queue.lock().front().cloned();
+            let head = self.queue.lock().q.front().cloned();
             let Some(n) = head else {
                 self.wake.notified().await;
                 continue;
@@ -87,18 +147,21 @@ impl Lane {
                         break;
                     }
                     Err(reason) => {
-                        shared.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(url = %n.url, command = %n.command_id, %reason, attempt, "callback push failed");
                         let now = shared.clock.now();
                         let c = &shared.config;
                         health.failed(pass, now, c.suspend_after_failures, c.suspend_for, &shared.stats);
                         let wait = backoff(c.backoff_first, c.backoff_max, attempt, n.command_id.to_u128());
+                        // Counted once the retry time is fixed, so whoever
+                        // watches the count and then moves the clock moves it
+                        // past this retry.
+                        shared.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         sleep_until(shared.clock.as_ref(), now.saturating_add(wait), step).await;
                         attempt = attempt.saturating_add(1);
                     }
                 }
             }
-            self.queue.lock().pop_front();
+            self.queue.lock().take(0);
             shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
         }
     }

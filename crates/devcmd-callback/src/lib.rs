@@ -22,10 +22,13 @@
 //!   resumes every lane.
 //! - **Isolated.** Dispatch only appends to an unbounded hand-off queue
 //!   (nothing blocks a shard); each address has its own lanes, so a dead or
-//!   slow receiver delays nobody else. A lane holds at most
-//!   [`CallbackConfig::lane_queue_max`] notifications: beyond that its oldest
-//!   waiting intermediate notification (SENT, DELIVERED) is dropped from the
-//!   outbox and counted (`coalesced`); terminal ones are never dropped.
+//!   slow receiver delays nobody else. A lane past
+//!   [`CallbackConfig::lane_queue_max`] coalesces: it drops the oldest
+//!   waiting intermediate notification (SENT, DELIVERED) of a command whose
+//!   later notification is queued (counted, `coalesced`); terminal ones are
+//!   never dropped. At 64 times that bound a lane parks new notifications:
+//!   they stay in the outbox only (counted, `parked`) and are pushed after the
+//!   next start. Memory per address is bounded; nothing durable is lost.
 //! - **Time** for backoff and suspension comes from the core's [`Clock`], so
 //!   tests step it; the per-push timeout is real time.
 //!
@@ -66,7 +69,8 @@ pub struct CallbackConfig {
     pub backoff_max: Duration,
     /// Lanes (concurrent pushes) per address.
     pub lanes_per_address: usize,
-    /// Notifications one lane holds before it coalesces intermediate ones.
+    /// Notifications one lane holds before it coalesces intermediate ones
+    /// (it parks new ones at 64 times this).
     pub lane_queue_max: usize,
     /// Also push EXPIRED and CANCELED (the platform does not).
     pub notify_expired_and_canceled: bool,
@@ -107,6 +111,9 @@ pub struct CallbackStats {
     pub dropped: AtomicU64,
     /// Notifications waiting in lanes now.
     pub queued: AtomicU64,
+    /// Notifications left in the outbox only because a lane was at its hard
+    /// bound; pushed after the next start.
+    pub parked: AtomicU64,
     /// Outbox entries that could not be read back at resume.
     pub corrupt: AtomicU64,
 }
@@ -128,6 +135,8 @@ pub struct StatsSnapshot {
     pub dropped: u64,
     /// Waiting now.
     pub queued: u64,
+    /// Parked in the outbox until the next start.
+    pub parked: u64,
     /// Unreadable outbox entries at resume.
     pub corrupt: u64,
     /// Addresses suspended now.
@@ -312,6 +321,7 @@ impl Callbacks {
             coalesced: s.coalesced.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             queued: s.queued.load(Ordering::Relaxed),
+            parked: s.parked.load(Ordering::Relaxed),
             corrupt: s.corrupt.load(Ordering::Relaxed),
             suspended_addresses: suspended,
         }
