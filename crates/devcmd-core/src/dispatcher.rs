@@ -259,6 +259,11 @@ impl Dispatcher {
         self.apps.list()
     }
 
+    /// Whether an application is registered (cheaper than [`Dispatcher::app`]).
+    pub fn app_exists(&self, id: &AppId) -> bool {
+        self.apps.contains(id)
+    }
+
     /// The application whose devices `caller` acts on.
     pub fn resolve(&self, caller: &Caller) -> Result<AppId, crate::error::AccessError> {
         self.apps.resolve(caller).cloned()
@@ -549,8 +554,24 @@ impl Dispatcher {
             total.live += st.live;
             total.devices += st.devices;
             total.timer_entries += st.timer_entries;
+            for (t, n) in total.live_by_status.iter_mut().zip(st.live_by_status) {
+                *t += n;
+            }
         }
         total
+    }
+
+    /// How many devices hold how many live commands: `counts[i]` is the
+    /// devices with more than `bounds[i-1]` and at most `bounds[i]` live
+    /// commands (`bounds` ascending); the last entry counts those above every
+    /// bound. Takes each shard's lock in turn for a scan of its devices: for
+    /// metrics every few seconds, not for a hot path.
+    pub fn device_depths(&self, bounds: &[u32]) -> Vec<u64> {
+        let mut counts = vec![0u64; bounds.len() + 1];
+        for s in self.shards.iter() {
+            s.state.lock().live_depths(bounds, &mut counts);
+        }
+        counts
     }
 
     /// The PENDING commands of a device in the order they will be sent.

@@ -52,6 +52,18 @@ pub struct ShardStats {
     pub devices: u64,
     /// Deadlines in the timer heap now (stale ones included).
     pub timer_entries: u64,
+    /// Live commands by status now: PENDING, SENT, DELIVERED.
+    pub live_by_status: [u64; 3],
+}
+
+impl ShardStats {
+    /// Counts a live command entering (`+1`) or leaving (`-1`) `status`;
+    /// terminal statuses are not counted.
+    pub(crate) fn count_live(&mut self, status: CommandStatus, entering: bool) {
+        if let Some(n) = self.live_by_status.get_mut(usize::from(status.rank())) {
+            *n = if entering { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
 }
 
 /// One application's commands and tasks in this shard, by slot, oldest
@@ -542,6 +554,7 @@ impl ShardState {
             d.history.get_or_insert_with(Default::default).push_back(slot);
         }
         self.stats.live += 1;
+        self.stats.count_live(CommandStatus::Pending, true);
         self.stats.created += 1;
         if immediate {
             // PENDING is never observable for an immediate command: it is SENT
@@ -603,6 +616,10 @@ impl ShardState {
             result: c.result.clone(),
         });
         self.stats.transitions += 1;
+        self.stats.count_live(from, false);
+        if !to.is_terminal() {
+            self.stats.count_live(to, true);
+        }
         if from == CommandStatus::Pending && cached {
             self.queue_unlink(device, slot);
         }
@@ -1254,6 +1271,19 @@ impl ShardState {
         Ok((total, page))
     }
 
+    /// How many devices have a number of live commands in each bucket:
+    /// `counts[i]` is the devices with at most `bounds[i]` (and more than
+    /// `bounds[i-1]`); the last entry counts those above every bound.
+    pub(crate) fn live_depths(&self, bounds: &[u32], counts: &mut [u64]) {
+        for d in &self.devices {
+            let DeviceSlot::Live(d) = d else { continue };
+            let i = bounds.partition_point(|&b| b < d.live);
+            if let Some(c) = counts.get_mut(i) {
+                *c += 1;
+            }
+        }
+    }
+
     /// The device's slot if it is one of `app`'s.
     pub(crate) fn device_slot(&self, app: &AppId, id: &DeviceId) -> Option<u32> {
         self.owned_device(app, id)
@@ -1270,6 +1300,18 @@ impl ShardState {
         }
         if live != self.stats.live {
             return Err(format!("live count {} != {}", self.stats.live, live));
+        }
+        let mut by_status = [0u64; 3];
+        for c in self.commands.iter() {
+            if !c.status.is_terminal() {
+                by_status[usize::from(c.status.rank())] += 1;
+            }
+        }
+        if by_status != self.stats.live_by_status {
+            return Err(format!(
+                "live by status {:?} != {:?}",
+                self.stats.live_by_status, by_status
+            ));
         }
         for (i, d) in self.devices.iter().enumerate() {
             let DeviceSlot::Live(d) = d else { continue };

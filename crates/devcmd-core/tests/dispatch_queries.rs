@@ -170,3 +170,25 @@ fn terminal_commands_stay_queryable_for_the_retention_then_leave() {
     assert_eq!(h.ms_since_t0(next.creation_time), 3_660_000);
     let _ = T0;
 }
+
+#[test]
+fn live_commands_are_counted_by_status_and_devices_by_depth() {
+    let h = Harness::new();
+    let _idle = h.device(DeliveryProfile::Psm);
+    let two = h.device(DeliveryProfile::Psm);
+    let five = h.device(DeliveryProfile::Drx);
+    for _ in 0..2 {
+        h.cached(&two);
+    }
+    let first = h.cached(&five); // a DRX device hears at once: SENT
+    for _ in 0..4 {
+        h.cached(&five);
+    }
+    h.core.ack(first.id).unwrap().durable().unwrap(); // DELIVERED; the next goes SENT
+    let s = h.core.stats();
+    // PENDING: 2 + 3; SENT: 1; DELIVERED: 1.
+    assert_eq!(s.live_by_status, [5, 1, 1]);
+    assert_eq!(s.live, 7);
+    assert_eq!(h.core.device_depths(&[0, 1, 4]), [1, 0, 1, 1]);
+    h.core.check_invariants().unwrap();
+}

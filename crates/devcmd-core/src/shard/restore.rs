@@ -115,6 +115,7 @@ impl ShardState {
             return Ok(());
         }
         self.stats.live += 1;
+        self.stats.count_live(c.status, true);
         let cfg = Arc::clone(&self.cfg);
         match c.status {
             CommandStatus::Pending => {
