@@ -48,6 +48,7 @@
 pub mod auth;
 pub mod error;
 mod handlers;
+mod observe;
 pub mod quota;
 pub mod time;
 pub mod view;
@@ -113,6 +114,7 @@ pub struct Api {
     logins: Semaphore,
     core: OnceLock<Arc<Dispatcher>>,
     draining: AtomicBool,
+    app_labels: devcmd_metrics::AppLabels,
 }
 
 impl Api {
@@ -126,6 +128,7 @@ impl Api {
             clock,
             core: OnceLock::new(),
             draining: AtomicBool::new(false),
+            app_labels: devcmd_metrics::AppLabels::default(),
         })
     }
 
@@ -192,9 +195,10 @@ impl Api {
             return Err(ApiError::BadToken);
         }
         let own_quota = || self.core.get().and_then(|c| c.app(&app)).and_then(|a| a.quota);
-        self.throttle
-            .check(&app, own_quota)
-            .map_err(|retry_after_s| ApiError::Throttled { retry_after_s })?;
+        self.throttle.check(&app, own_quota).map_err(|retry_after_s| {
+            metrics::counter!(devcmd_metrics::names::API_THROTTLED, "app" => self.app_labels.label(&app)).increment(1);
+            ApiError::Throttled { retry_after_s }
+        })?;
         Ok(app)
     }
 
@@ -263,5 +267,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .route(paths::CANCEL_TASKS, post(tasks::create).get(tasks::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), observe::observe))
         .with_state(api)
 }

@@ -201,8 +201,11 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
         } else {
             let started = Instant::now();
             let r = commit(db, ks, &mut jobs);
-            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let took = started.elapsed();
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+            metrics::histogram!(devcmd_metrics::names::STORE_COMMIT_SECONDS).record(took.as_secs_f64());
+            metrics::histogram!(devcmd_metrics::names::STORE_BATCH_MUTATIONS).record(count as f64);
             r.map_err(|e| {
                 // fjall's advice: after a failed write or sync nothing is certain; stop.
                 poisoned.store(true, Ordering::Release);

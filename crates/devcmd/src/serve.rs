@@ -6,7 +6,7 @@
 //! finish, the ticker stops, the store is flushed and closed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use devcmd_callback::Callbacks;
@@ -50,6 +50,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         None => None,
     };
 
+    let prometheus =
+        devcmd_metrics::install_prometheus().map_err(|e| Failure::Usage(format!("metrics recorder: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("devcmd-http")
@@ -67,7 +69,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let app = router(api.clone());
+        let parts: Arc<OnceLock<(Arc<Dispatcher>, Arc<Callbacks>)>> = Arc::default();
+        let app = router(api.clone()).merge(metrics_route(prometheus, parts.clone()));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = match tls {
             Some(config) => {
@@ -88,7 +91,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             for c in &recovered.corrupt {
                 tracing::error!(?c, "corrupt record in the store (not loaded)");
             }
-            let (callbacks, sink) = Callbacks::start(
+            let (callbacks, outbox) = Callbacks::start(
                 callback_config,
                 Arc::new(SystemClock),
                 Some(store.clone() as Arc<dyn devcmd_core::CommandStore>),
@@ -98,7 +101,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             let core = Arc::new(
                 Dispatcher::builder(core_config)
                     .store(store.clone())
-                    .events(sink)
+                    .events(Arc::new(devcmd_metrics::Fanout(vec![
+                        outbox,
+                        Arc::new(devcmd_metrics::MetricsSink),
+                    ])))
                     .build()
                     .map_err(|e| Failure::Usage(e.to_string()))?,
             );
@@ -138,6 +144,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         tokio::task::spawn_blocking(move || apply_declared(&core2, &declared))
             .await
             .map_err(|e| Failure::Usage(e.to_string()))??;
+        metrics::gauge!(devcmd_metrics::names::RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
+        let _ = parts.set((core.clone(), callbacks.clone()));
         let ticker = Ticker::start(core.clone())?;
         api.attach(core.clone());
         println!(
@@ -175,6 +183,46 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         println!("stopped");
         Ok(())
     })
+}
+
+/// `GET /metrics`: samples the core and the callback outbox, then renders
+/// everything in Prometheus text format.
+fn metrics_route(
+    handle: devcmd_metrics::PrometheusHandle,
+    parts: Arc<OnceLock<(Arc<Dispatcher>, Arc<Callbacks>)>>,
+) -> axum::Router {
+    use devcmd_metrics::names;
+    use metrics::{counter, gauge};
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (handle, parts) = (handle.clone(), parts.clone());
+            async move {
+                if let Some((core, callbacks)) = parts.get() {
+                    let core = core.clone();
+                    // The depth buckets scan every device: off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || devcmd_metrics::sample_core(&core)).await;
+                    let s = callbacks.stats();
+                    for (outcome, n) in [
+                        ("delivered", s.delivered),
+                        ("failed", s.failed_attempts),
+                        ("coalesced", s.coalesced),
+                        ("parked", s.parked),
+                        ("dropped", s.dropped),
+                    ] {
+                        counter!(names::CALLBACK_PUSHES, "outcome" => outcome).absolute(n);
+                    }
+                    counter!(names::CALLBACK_SUSPENSIONS).absolute(s.suspensions);
+                    gauge!(names::CALLBACK_SUSPENDED_ADDRESSES).set(s.suspended_addresses as f64);
+                    gauge!(names::CALLBACK_OUTBOX_DEPTH).set(s.queued as f64);
+                }
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -25,6 +25,14 @@ impl Ticker {
             .name("devcmd-ticker".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
+                    // How late the earliest due deadline is when we get to it.
+                    if let Some(due) = core.next_deadline() {
+                        let now = core.now();
+                        if due <= now {
+                            metrics::histogram!(devcmd_metrics::names::TIMER_LAG_SECONDS)
+                                .record(now.saturating_since(due).as_secs_f64());
+                        }
+                    }
                     core.tick();
                     std::thread::sleep(TICK_MAX);
                 }

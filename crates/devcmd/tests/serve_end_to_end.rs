@@ -432,3 +432,100 @@ async fn the_server_pushes_status_changes_to_the_callback_url() {
     assert_eq!((s, err["error_code"].as_str()), (400, Some("100022")));
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_scripted_workload_have_the_right_values() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    run_cli(
+        &[
+            "app",
+            "add",
+            "e2e",
+            "--secret",
+            SECRET,
+            "--quota-calls",
+            "8",
+            "--quota-period-s",
+            "600",
+        ],
+        dir.path(),
+    );
+    let server = Server::start(dir.path());
+    let c = Client::login(&server.base).await;
+    let (_, dev) = c
+        .call(
+            Method::POST,
+            "/iocm/app/reg/v1.1.0/deviceCredentials",
+            Some(json!({"nodeId": "m"})),
+        )
+        .await; // call 1
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let body = json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}});
+        let (s, v) = c.call(Method::POST, COMMANDS, Some(body)).await; // calls 2-4
+        assert_eq!(s, 201);
+        ids.push(v["commandId"].as_str().unwrap().to_owned());
+    }
+    let (s, _) = c
+        .call(
+            Method::PUT,
+            &format!("{COMMANDS}/{}", ids[0]),
+            Some(json!({"status": "CANCELED"})),
+        )
+        .await; // call 5
+    assert_eq!(s, 200);
+    for _ in 0..3 {
+        c.call(Method::GET, COMMANDS, None).await; // calls 6-8
+    }
+    let (s, _) = c.call(Method::GET, COMMANDS, None).await; // call 9: over the quota
+    assert_eq!(s, 403);
+
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("devcmd_commands_created_total"), 3.0);
+    assert_eq!(value(r#"devcmd_transitions_total{from="PENDING",to="CANCELED"}"#), 1.0);
+    assert_eq!(value(r#"devcmd_commands_terminal_total{status="CANCELED"}"#), 1.0);
+    assert_eq!(value(r#"devcmd_live_commands{status="PENDING"}"#), 2.0);
+    assert_eq!(value(r#"devcmd_live_commands{status="SENT"}"#), 0.0);
+    assert_eq!(value("devcmd_devices"), 1.0);
+    assert_eq!(value(r#"devcmd_device_queue_depth_devices{le="2"}"#), 1.0);
+    assert_eq!(value(r#"devcmd_device_queue_depth_devices{le="0"}"#), 0.0);
+    let route = "/iocm/app/cmd/v1.4.0/deviceCommands";
+    assert_eq!(
+        value(&format!(
+            r#"devcmd_api_calls_total{{route="{route}",method="POST",status="201",app="e2e"}}"#
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            r#"devcmd_api_calls_total{{route="{route}",method="GET",status="403",app="e2e"}}"#
+        )),
+        1.0
+    );
+    assert_eq!(value(r#"devcmd_api_throttled_total{app="e2e"}"#), 1.0);
+    assert_eq!(
+        value(&format!(
+            r#"devcmd_api_latency_seconds_count{{route="{route}",method="POST"}}"#
+        )),
+        3.0
+    );
+    // Every write went through a synced batch: the device, 3 creates, 1 cancel.
+    assert!(value("devcmd_store_batch_mutations_sum") >= 5.0, "{text}");
+    assert!(value("devcmd_store_commit_seconds_count") >= 1.0);
+    assert!(value("devcmd_recovery_seconds") >= 0.0);
+    assert_eq!(value(r#"devcmd_callback_pushes_total{outcome="delivered"}"#), 0.0);
+    server.stop();
+}
