@@ -6,6 +6,8 @@
 #
 # Needs wrk (apt-get install wrk), curl and python3. Everything runs on this
 # machine: wrk takes one thread, the servers share the rest.
+# STORE=memory runs devcmd with --in-memory (no sync before 201), to see what
+# durability costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -14,9 +16,11 @@ devices=${3:-5000}
 cargo build --release -q -p devcmd -p devcmd-benches --bin devcmd --bin bare-axum
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-./target/release/devcmd app add bench --secret bench-secret --quota-calls 4000000000 --quota-period-s 1 \
-  --data-dir "$work/data" > /dev/null
-RUST_LOG=warn ./target/release/devcmd serve --data-dir "$work/data" --listen 127.0.0.1:18743 > "$work/serve.log" &
+printf '[[apps]]\nid = "bench"\nsecret = "bench-secret"\nquota = { calls = 4000000000, period_s = 1 }\n' > "$work/bench.toml"
+extra=()
+[ "${STORE:-fjall}" = memory ] && extra=(--in-memory)
+RUST_LOG=warn ./target/release/devcmd serve --data-dir "$work/data" --config "$work/bench.toml" "${extra[@]}" \
+  --listen 127.0.0.1:18743 > "$work/serve.log" &
 ./target/release/bare-axum 127.0.0.1:18744 > "$work/bare.log" &
 for _ in $(seq 100); do
   grep -q '^ready' "$work/serve.log" 2>/dev/null && grep -q listening "$work/bare.log" 2>/dev/null && break

@@ -56,6 +56,10 @@ struct ServeArgs {
     /// Answer business errors with honest 4xx statuses instead of the platform's 200.
     #[arg(long, env = "DEVCMD_STRICT_HTTP_STATUS")]
     strict_http_status: bool,
+    /// Keep everything in memory only: nothing survives a restart. For load
+    /// tests and pure-model runs; apps come from the config file.
+    #[arg(long, env = "DEVCMD_IN_MEMORY")]
+    in_memory: bool,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, env = "DEVCMD_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

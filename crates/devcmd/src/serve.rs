@@ -86,15 +86,25 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         let dir2 = dir.clone();
         let callback_config = file.callbacks.config();
         let runtime = tokio::runtime::Handle::current();
+        let in_memory = args.in_memory;
         let opened = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
-            let (store, recovered) = open_store(&dir2)?;
+            let (fjall, recovered) = if in_memory {
+                (None, devcmd_store::Recovered::default())
+            } else {
+                let (s, r) = open_store(&dir2)?;
+                (Some(s), r)
+            };
+            let store: Arc<dyn devcmd_core::CommandStore> = match &fjall {
+                Some(s) => s.clone(),
+                None => devcmd_core::MemoryStore::new(),
+            };
             for c in &recovered.corrupt {
                 tracing::error!(?c, "corrupt record in the store (not loaded)");
             }
             let (callbacks, outbox) = Callbacks::start(
                 callback_config,
                 Arc::new(SystemClock),
-                Some(store.clone() as Arc<dyn devcmd_core::CommandStore>),
+                Some(store.clone()),
                 runtime,
             )
             .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -126,7 +136,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
                 took_ms = report.took.as_millis() as u64,
                 "state restored"
             );
-            Ok((store, core, callbacks))
+            Ok((fjall, core, callbacks))
         });
         let (store, core, callbacks) = match opened.await {
             Ok(Ok(v)) => v,
@@ -148,12 +158,21 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         let _ = parts.set((core.clone(), callbacks.clone()));
         let ticker = Ticker::start(core.clone())?;
         api.attach(core.clone());
-        println!(
-            "ready in {} ms: data in {}",
-            started.elapsed().as_millis(),
-            dir.display()
-        );
-        if core.apps().is_empty() {
+        if in_memory {
+            println!(
+                "ready in {} ms: IN MEMORY ONLY (--in-memory): nothing is durable, a 201 is not a sync",
+                started.elapsed().as_millis()
+            );
+        } else {
+            println!(
+                "ready in {} ms: data in {}",
+                started.elapsed().as_millis(),
+                dir.display()
+            );
+        }
+        if core.apps().is_empty() && in_memory {
+            println!("no applications: with --in-memory, declare them in a config file ([[apps]], see --config)");
+        } else if core.apps().is_empty() {
             println!(
                 "no applications yet. Stop the server (Ctrl-C), then:\n  \
                  devcmd app add my-app --data-dir {dir}\n  \
@@ -177,7 +196,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         // Undelivered pushes stay in the outbox for the next start.
         callbacks.shutdown();
         drop(core);
-        tokio::task::spawn_blocking(move || store.close())
+        tokio::task::spawn_blocking(move || store.iter().for_each(|s| s.close()))
             .await
             .map_err(|e| Failure::Usage(e.to_string()))?;
         println!("stopped");

@@ -529,3 +529,42 @@ async fn metrics_after_a_scripted_workload_have_the_right_values() {
     assert_eq!(value(r#"devcmd_callback_pushes_total{outcome="delivered"}"#), 0.0);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_serves_apps_from_the_config_and_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("devcmd.toml");
+    std::fs::write(&config, format!("[[apps]]\nid = \"e2e\"\nsecret = \"{SECRET}\"\n")).unwrap();
+    let data = dir.path().join("data");
+    let args = ["--in-memory", "--config", config.to_str().unwrap()];
+    let server = Server::start_with(&data, &args);
+    let c = Client::login(&server.base).await;
+    let reg = json!({"nodeId": "m"});
+    let (s, dev) = c
+        .call(
+            reqwest::Method::POST,
+            "/iocm/app/reg/v1.1.0/deviceCredentials",
+            Some(reg),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let body = json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}});
+    let (s, _) = c.call(reqwest::Method::POST, COMMANDS, Some(body)).await;
+    assert_eq!(s, 201);
+    let (_, page) = c.call(reqwest::Method::GET, COMMANDS, None).await;
+    assert_eq!(page["pagination"]["totalSize"], 1);
+    server.stop();
+    assert!(!data.exists(), "--in-memory wrote a data directory");
+    let server = Server::start_with(&data, &args);
+    let c = Client::login(&server.base).await;
+    let (_, page) = c.call(reqwest::Method::GET, COMMANDS, None).await;
+    assert_eq!(page["pagination"]["totalSize"], 0, "the command did not survive");
+    let gone = format!("/iocm/app/dm/v1.4.0/devices/{}", dev["deviceId"].as_str().unwrap());
+    let (s, err) = c.call(reqwest::Method::DELETE, &gone, None).await;
+    assert_eq!(
+        (s, err["error_code"].as_str()),
+        (200, Some("100418")),
+        "the device did not survive"
+    );
+    server.stop();
+}
