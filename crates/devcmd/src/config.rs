@@ -12,6 +12,8 @@
 //! calls = 100
 //! period_s = 60
 //!
+//! mqtt_url = "mqtt://127.0.0.1:1883"   # optional: devices over MQTT
+//!
 //! [tls]                # optional: serve HTTPS
 //! cert = "cert.pem"
 //! key = "key.pem"
@@ -156,6 +158,8 @@ pub(crate) struct ConfigFile {
     pub(crate) body_limit_bytes: Option<usize>,
     /// Default quota.
     pub(crate) quota: Option<QuotaFile>,
+    /// MQTT broker for the device channel.
+    pub(crate) mqtt_url: Option<String>,
     /// TLS.
     pub(crate) tls: Option<TlsFile>,
     /// Core settings.

@@ -56,6 +56,10 @@ struct ServeArgs {
     /// Answer business errors with honest 4xx statuses instead of the platform's 200.
     #[arg(long, env = "DEVCMD_STRICT_HTTP_STATUS")]
     strict_http_status: bool,
+    /// Reach devices over MQTT through this broker (`mqtt://host:port`),
+    /// with the platform's device topics. Off by default.
+    #[arg(long, env = "DEVCMD_MQTT_URL")]
+    mqtt_url: Option<String>,
     /// Keep everything in memory only: nothing survives a restart. For load
     /// tests and pure-model runs; apps come from the config file.
     #[arg(long, env = "DEVCMD_IN_MEMORY")]

@@ -87,6 +87,20 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         let callback_config = file.callbacks.config();
         let runtime = tokio::runtime::Handle::current();
         let in_memory = args.in_memory;
+        let mqtt = match args.mqtt_url.clone().or(file.mqtt_url.clone()) {
+            Some(url) => {
+                let config = devcmd_device::MqttConfig {
+                    url,
+                    ..devcmd_device::MqttConfig::default()
+                };
+                let (channel, link) = devcmd_device::MqttChannel::start(&config, &tokio::runtime::Handle::current())
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                println!("devices over MQTT at {}", config.url);
+                Some((channel, link))
+            }
+            None => None,
+        };
+        let link = mqtt.as_ref().map(|(_, l)| l.clone());
         let opened = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
             let (fjall, recovered) = if in_memory {
                 (None, devcmd_store::Recovered::default())
@@ -108,8 +122,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
                 runtime,
             )
             .map_err(|e| Failure::Usage(e.to_string()))?;
+            let mut builder = Dispatcher::builder(core_config);
+            if let Some(link) = link {
+                builder = builder.link(link);
+            }
             let core = Arc::new(
-                Dispatcher::builder(core_config)
+                builder
                     .store(store.clone())
                     .events(Arc::new(devcmd_metrics::Fanout(vec![
                         outbox,
@@ -156,6 +174,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Usage(e.to_string()))??;
         metrics::gauge!(devcmd_metrics::names::RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
         let _ = parts.set((core.clone(), callbacks.clone()));
+        if let Some((channel, _)) = &mqtt {
+            channel.attach(core.clone());
+        }
         let ticker = Ticker::start(core.clone())?;
         api.attach(core.clone());
         if in_memory {
@@ -195,6 +216,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         ticker.stop();
         // Undelivered pushes stay in the outbox for the next start.
         callbacks.shutdown();
+        if let Some((channel, _)) = &mqtt {
+            channel.shutdown();
+        }
         drop(core);
         tokio::task::spawn_blocking(move || store.iter().for_each(|s| s.close()))
             .await

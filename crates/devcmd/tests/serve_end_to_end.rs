@@ -568,3 +568,110 @@ async fn in_memory_serves_apps_from_the_config_and_keeps_nothing() {
     );
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_over_mqtt_receive_commands_created_through_the_api() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    // A private broker, so nothing else on the machine is touched.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Broker(Child);
+    impl Drop for Broker {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _broker = Broker(
+        Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/run installs it)"),
+    );
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    run_cli(&["app", "add", "e2e", "--secret", SECRET], dir.path());
+    let server = Server::start_with(dir.path(), &["--mqtt-url", &format!("mqtt://127.0.0.1:{port}")]);
+    let c = Client::login(&server.base).await;
+    let reg = json!({"nodeId": "imei-mqtt", "deliveryProfile": "psm"});
+    let (_, dev) = c
+        .call(
+            reqwest::Method::POST,
+            "/iocm/app/reg/v1.1.0/deviceCredentials",
+            Some(reg),
+        )
+        .await;
+    let device = dev["deviceId"].as_str().unwrap().to_owned();
+
+    // The device: subscribes to its command topic, then reports data.
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("e2e-device", "127.0.0.1", port), 16);
+    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let sub = client.clone();
+    let topic = format!("/huawei/v1/devices/{device}/command/json");
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = sub.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(serde_json::from_slice(&p.payload).unwrap_or(Value::Null));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    ready.recv().await;
+    let body = json!({"deviceId": device, "command": {"serviceId": "Light", "method": "ON", "paras": {"v": 1}}});
+    let (s, cmd) = c.call(reqwest::Method::POST, COMMANDS, Some(body)).await;
+    assert_eq!(
+        (s, cmd["status"].as_str()),
+        (201, Some("PENDING")),
+        "a PSM device sleeps until it reports"
+    );
+    let data = format!("/huawei/v1/devices/{device}/data/json");
+    let report = json!({"msgType": "deviceReq", "data": [{"serviceId": "Light", "serviceData": {"on": 0}}]});
+    client
+        .publish(data.clone(), QoS::AtLeastOnce, false, report.to_string())
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(20), commands.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m["cmd"].as_str(), m["paras"].clone()), (Some("ON"), json!({"v": 1})));
+    let answer = json!({"msgType": "deviceRsp", "mid": m["mid"], "errcode": 0, "body": {"on": 1}});
+    client
+        .publish(data, QoS::AtLeastOnce, false, answer.to_string())
+        .await
+        .unwrap();
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        let (_, page) = c.call(reqwest::Method::GET, COMMANDS, None).await;
+        last = page["data"][0].clone();
+        if last["status"] == "SUCCESSFUL" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last["status"], "SUCCESSFUL", "{last}");
+    assert_eq!(last["result"], json!({"on": 1}));
+    assert!(last["deliveredTime"].is_string() && last["executeTime"].is_string());
+    server.stop();
+}
