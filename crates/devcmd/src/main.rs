@@ -9,6 +9,7 @@
 mod apps;
 mod config;
 mod serve;
+mod sim;
 mod ticker;
 mod tls;
 
@@ -33,6 +34,8 @@ enum Command {
     /// Manage applications (stop the server first).
     #[command(subcommand)]
     App(AppCommand),
+    /// Simulate a device fleet against the core in virtual time and report.
+    Sim(sim::SimArgs),
 }
 
 /// Where the state lives.
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::App(cmd) => apps::run(cmd),
+        Command::Sim(args) => sim::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
