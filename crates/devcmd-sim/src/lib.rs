@@ -20,12 +20,11 @@
 //! # Ok::<(), String>(())
 //! ```
 
+mod agenda;
 mod config;
 mod report;
 mod rng;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -87,7 +86,7 @@ struct Sim<'a> {
     issues: Receiver<Issue>,
     changes: Receiver<StatusChange>,
     fleet: Fleet,
-    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    queue: agenda::Agenda<Event>,
     seq: u64,
     end_ms: u64,
     active_window_ms: u64,
@@ -171,7 +170,7 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
         issues,
         changes,
         fleet,
-        queue: BinaryHeap::new(),
+        queue: agenda::Agenda::new(START_MS),
         seq: 0,
         end_ms,
         active_window_ms,
@@ -200,7 +199,7 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
     let step = (minutes / 50).max(1);
     let mut next_progress = step;
     loop {
-        let next_event = sim.queue.peek().map(|Reverse((t, _, _))| *t);
+        let next_event = sim.queue.peek_time();
         let next_deadline = sim.core.next_deadline().map(Timestamp::as_millis);
         let t = match (next_event, next_deadline) {
             (Some(e), Some(d)) => e.min(d),
@@ -217,9 +216,7 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
             sim.drain(t);
             continue;
         }
-        let Some(Reverse((_, _, event))) = sim.queue.pop() else {
-            break;
-        };
+        let Some((_, _, event)) = sim.queue.pop() else { break };
         sim.handle(t, event);
         sim.drain(t);
         let minute = (t - START_MS) / 60_000;
@@ -239,7 +236,7 @@ pub fn run(cfg: &SimConfig, mut progress: impl FnMut(Progress)) -> Result<Report
 impl Sim<'_> {
     fn at(&mut self, t: u64, e: Event) {
         self.seq += 1;
-        self.queue.push(Reverse((t, self.seq, e)));
+        self.queue.push((t, self.seq, e));
     }
 
     fn seed_events(&mut self) {

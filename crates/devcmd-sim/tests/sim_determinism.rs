@@ -93,5 +93,9 @@ fn commands_arrive_at_the_configured_rate() {
         ..small(5)
     };
     let r = run(&cfg, |_| {}).unwrap();
-    assert!((99_000..=101_000).contains(&(r.created + r.refused_queue_full)), "{}", r.created);
+    assert!(
+        (99_000..=101_000).contains(&(r.created + r.refused_queue_full)),
+        "{}",
+        r.created
+    );
 }
