@@ -64,7 +64,7 @@ impl<E: Ord + Copy> Agenda<E> {
             b += 1;
         }
         if self.sorted != Some(b) {
-            self.slots[(b % SLOTS) as usize].sort_unstable_by(|x, y| (y.0, y.1).cmp(&(x.0, x.1)));
+            self.slots[(b % SLOTS) as usize].sort_unstable_by_key(|x| Reverse((x.0, x.1)));
             self.sorted = Some(b);
         }
         Some(b)
