@@ -7,12 +7,11 @@
 //! strict_http_status = false
 //! access_token_ttl_s = 3600
 //! body_limit_bytes = 65536
+//! mqtt_url = "mqtt://127.0.0.1:1883"   # optional: devices over MQTT
 //!
 //! [quota]              # every app without its own
 //! calls = 100
 //! period_s = 60
-//!
-//! mqtt_url = "mqtt://127.0.0.1:1883"   # optional: devices over MQTT
 //!
 //! [tls]                # optional: serve HTTPS
 //! cert = "cert.pem"
@@ -258,6 +257,7 @@ mod tests {
         assert_eq!(c.listen.unwrap().to_string(), DEFAULT_LISTEN);
         assert_eq!(c.apps[0].quota.unwrap().calls, 1000);
         assert_eq!(c.core_config().unwrap().device_live_max, 1000);
+        assert_eq!(c.mqtt_url.as_deref(), Some("mqtt://127.0.0.1:1883"));
         assert!(!format!("{:?}", c.apps[0]).contains("secret"));
     }
 
