@@ -10,6 +10,7 @@ mod apps;
 mod config;
 mod serve;
 mod sim;
+mod sim_live;
 mod ticker;
 mod tls;
 

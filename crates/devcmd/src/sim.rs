@@ -56,9 +56,48 @@ pub(crate) struct SimArgs {
     /// Print the report as JSON (one line) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run in real time against this server (e.g. http://127.0.0.1:8743)
+    /// instead of in virtual time in-process; needs --mqtt-url, --app-id, --secret.
+    #[arg(long, requires_all = ["mqtt_url", "app_id", "secret"])]
+    server: Option<String>,
+    /// The broker the server's devices use (live runs).
+    #[arg(long)]
+    mqtt_url: Option<String>,
+    /// The application the live run acts as (give it a large quota).
+    #[arg(long)]
+    app_id: Option<String>,
+    /// Its secret.
+    #[arg(long, env = "DEVCMD_APP_SECRET")]
+    secret: Option<String>,
+    /// Length of a live run in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Commands per second in a live run.
+    #[arg(long, default_value_t = 50)]
+    commands_per_second: u64,
+    /// Seconds between a PSM device's reports in a live run.
+    #[arg(long, default_value_t = 30)]
+    report_every_s: u64,
 }
 
 pub(crate) fn run(a: &SimArgs) -> Result<(), Failure> {
+    if let (Some(server), Some(mqtt_url), Some(app_id), Some(secret)) = (&a.server, &a.mqtt_url, &a.app_id, &a.secret) {
+        return crate::sim_live::run(&crate::sim_live::Live {
+            server: server.trim_end_matches('/').to_owned(),
+            mqtt_url: mqtt_url.clone(),
+            app_id: app_id.clone(),
+            secret: secret.clone(),
+            devices: a.devices,
+            seconds: a.seconds,
+            commands_per_second: a.commands_per_second,
+            psm_share: a.psm_share,
+            report_every_s: a.report_every_s,
+            ack_loss: a.ack_loss,
+            result_failure: a.result_failure,
+            seed: a.seed,
+            json: a.json,
+        });
+    }
     let config = SimConfig {
         seed: a.seed,
         devices: a.devices,

@@ -134,6 +134,40 @@ fn run_cli(args: &[&str], dir: &Path) -> String {
 }
 
 const COMMANDS: &str = "/iocm/app/cmd/v1.4.0/deviceCommands";
+
+/// A mosquitto of the test's own on a free port (nothing else on the
+/// machine is touched); killed when dropped.
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn private_broker() -> (Broker, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = Broker(
+        Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (.ci/run installs it)"),
+    );
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (broker, port)
+}
 const TASKS: &str = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,33 +606,7 @@ async fn in_memory_serves_apps_from_the_config_and_keeps_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_over_mqtt_receive_commands_created_through_the_api() {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    // A private broker, so nothing else on the machine is touched.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    struct Broker(Child);
-    impl Drop for Broker {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/run installs it)"),
-    );
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_broker, port) = private_broker();
 
     let dir = tempfile::tempdir().unwrap();
     run_cli(&["app", "add", "e2e", "--secret", SECRET], dir.path());
@@ -673,5 +681,65 @@ async fn devices_over_mqtt_receive_commands_created_through_the_api() {
     assert_eq!(last["status"], "SUCCESSFUL", "{last}");
     assert_eq!(last["result"], json!({"on": 1}));
     assert!(last["deliveredTime"].is_string() && last["executeTime"].is_string());
+    server.stop();
+}
+
+#[test]
+fn a_live_sim_drives_a_real_server_over_http_and_mqtt() {
+    let (_broker, port) = private_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let big = ["--quota-calls", "1000000", "--quota-period-s", "1"];
+    run_cli(
+        &[&["app", "add", "e2e", "--secret", SECRET][..], &big].concat(),
+        dir.path(),
+    );
+    let mqtt = format!("mqtt://127.0.0.1:{port}");
+    let server = Server::start_with(dir.path(), &["--mqtt-url", &mqtt]);
+    let out = Command::new(BIN)
+        .args([
+            "sim",
+            "--server",
+            &server.base,
+            "--mqtt-url",
+            &mqtt,
+            "--app-id",
+            "e2e",
+            "--secret",
+            SECRET,
+        ])
+        .args([
+            "--devices",
+            "20",
+            "--seconds",
+            "3",
+            "--commands-per-second",
+            "20",
+            "--psm-share",
+            "0.5",
+        ])
+        .args(["--report-every-s", "1", "--ack-loss", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let created = r["created"].as_u64().unwrap();
+    assert!(created >= 30, "{r}");
+    assert_eq!(
+        (r["throttled"].as_u64(), r["http_errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    let counted: u64 = r["statuses"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, created, "every command of the run found through the API: {r}");
+    assert!(r["statuses"]["SUCCESSFUL"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(
+        r["commands_received"].as_u64().unwrap() > 0 && r["answers"].as_u64().unwrap() > 0,
+        "{r}"
+    );
     server.stop();
 }
