@@ -246,8 +246,13 @@ impl ApiError {
             tracing::error!(%reason, "request failed inside devcmd");
         }
         // The detail is built from static texts and numbers only: never a
-        // token, a secret or a client's bytes.
-        if let Ok(v) = HeaderValue::from_str(&self.to_string()) {
+        // token, a secret or a client's bytes. An internal error's reason
+        // (paths, I/O errors) goes to the log above, not to the client.
+        let detail = match &self {
+            Self::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&detail) {
             resp.headers_mut().insert(DETAIL_HEADER, v);
         }
         resp

@@ -115,6 +115,7 @@ pub struct Api {
     core: OnceLock<Arc<Dispatcher>>,
     draining: AtomicBool,
     app_labels: devcmd_metrics::AppLabels,
+    decoy: OnceLock<String>,
 }
 
 impl Api {
@@ -129,6 +130,7 @@ impl Api {
             core: OnceLock::new(),
             draining: AtomicBool::new(false),
             app_labels: devcmd_metrics::AppLabels::default(),
+            decoy: OnceLock::new(),
         })
     }
 
@@ -152,6 +154,17 @@ impl Api {
     /// The settings.
     pub fn config(&self) -> &ApiConfig {
         &self.config
+    }
+
+    /// A hash of a random secret at the standard cost, verified in place of
+    /// an unknown app's (made once, on first need).
+    fn decoy_hash(&self) -> Result<String, ApiError> {
+        if let Some(h) = self.decoy.get() {
+            return Ok(h.clone());
+        }
+        let secret = auth::Token::generate()?.to_hex();
+        let h = hash_secret(&secret, SecretCost::Standard)?;
+        Ok(self.decoy.get_or_init(|| h).clone())
     }
 
     fn core(&self) -> Result<&Arc<Dispatcher>, ApiError> {

@@ -246,7 +246,11 @@ async fn created_answers_only_after_the_store_synced_and_a_failed_sync_is_an_err
             break;
         }
     }
-    failing.await.business(500, "100001");
+    let failed = failing.await;
+    failed.business(500, "100001");
+    // The reason stays in the server's log: not in the body, not in the detail header.
+    assert_eq!(failed.headers["x-devcmd-error-detail"], "internal error");
+    assert!(!String::from_utf8_lossy(&failed.body).contains("disk"));
 }
 
 #[tokio::test]

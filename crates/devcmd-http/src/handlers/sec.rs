@@ -20,16 +20,21 @@ async fn verify(api: &Api, creds: &Credentials) -> Result<(), ApiError> {
         .logins
         .try_acquire()
         .map_err(|_| ApiError::Overloaded("too many logins at once"))?;
-    let hash = api
-        .core()?
-        .app(&creds.app_id)
-        .map(|a| a.secret_hash)
-        .ok_or(ApiError::LoginFailed)?;
+    let (hash, known) = match api.core()?.app(&creds.app_id) {
+        Some(app) => (app.secret_hash, true),
+        // An unknown app costs the same hashing as a known one, so the time
+        // of an answer does not tell which appIds exist.
+        None => (api.decoy_hash()?, false),
+    };
     let secret = creds.secret.clone();
     let ok = tokio::task::spawn_blocking(move || verify_secret(&hash, &secret))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if ok { Ok(()) } else { Err(ApiError::LoginFailed) }
+    if ok && known {
+        Ok(())
+    } else {
+        Err(ApiError::LoginFailed)
+    }
 }
 
 fn token_response(issued: Issued) -> Result<Response, ApiError> {
