@@ -3,7 +3,11 @@
 //! immediate commands with a `callbackUrl` on DRX devices, each SENT change
 //! becomes an outbox record and a push.
 //!
-//! `cargo run --release -p devcmd-benches --bin callback-load -- [pushes] [addresses] [lanes]`
+//! `cargo run --release -p devcmd-benches --bin callback-load -- [pushes] [addresses] [lanes] [memory|fjall]`
+//!
+//! With `fjall` the dispatcher and the outbox use the durable store: every
+//! SENT change and its outbox record are synced before the push, and every
+//! delivered push writes its removal.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pushes: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200_000);
     let addresses: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1);
     let lanes: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(32);
+    let durable = match args.next().as_deref() {
+        None | Some("memory") => false,
+        Some("fjall") => true,
+        Some(other) => return Err(format!("store must be memory or fjall, not {other}").into()),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let received = Arc::new(AtomicU64::new(0));
     let mut urls = Vec::new();
@@ -39,7 +48,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lanes_per_address: lanes,
         ..CallbackConfig::default()
     };
-    let store = MemoryStore::new();
+    let dir = std::env::temp_dir().join(format!("devcmd-callback-load-{}", std::process::id()));
+    let store: Arc<dyn devcmd_core::CommandStore> = if durable {
+        let _ = std::fs::remove_dir_all(&dir);
+        devcmd_store::FjallStore::open(&dir, devcmd_store::StoreConfig::default())?.0
+    } else {
+        MemoryStore::new()
+    };
     let (callbacks, sink) = Callbacks::start(config, Arc::new(SystemClock), Some(store.clone()), rt.handle().clone())?;
     let core = Dispatcher::builder(CoreConfig {
         device_live_max: u32::MAX,
@@ -88,8 +103,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let took = started.elapsed();
     println!(
-        "{pushes} pushes to {addresses} address(es), {lanes} lanes each: {:.1} s ({:.0} pushes/s); \
+        "{} store: {pushes} pushes to {addresses} address(es), {lanes} lanes each: {:.1} s ({:.0} pushes/s); \
          creating the commands took {:.2} s; receiver counted {}; failed attempts {}",
+        if durable { "fjall" } else { "memory" },
         took.as_secs_f64(),
         pushes as f64 / took.as_secs_f64(),
         created.as_secs_f64(),
@@ -97,5 +113,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         callbacks.stats().failed_attempts
     );
     callbacks.shutdown();
+    drop(core);
+    if durable {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
