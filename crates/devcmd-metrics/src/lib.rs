@@ -75,6 +75,9 @@ pub fn describe() {
     describe_counter!(names::CALLBACK_SUSPENSIONS, "Callback address suspensions.");
     describe_gauge!(names::CALLBACK_SUSPENDED_ADDRESSES, "Callback addresses suspended now.");
     describe_gauge!(names::CALLBACK_OUTBOX_DEPTH, "Callback notifications waiting.");
+    describe_counter!(names::MQTT_MESSAGES, "MQTT device channel messages by kind.");
+    describe_counter!(names::MQTT_CONNECTS, "MQTT broker connections made.");
+    describe_counter!(names::MQTT_DISCONNECTS, "MQTT broker connections lost.");
 }
 
 /// Counts creations, transitions and terminal outcomes from the core's events.

@@ -46,3 +46,11 @@ pub const CALLBACK_SUSPENSIONS: &str = "devcmd_callback_suspensions_total";
 pub const CALLBACK_SUSPENDED_ADDRESSES: &str = "devcmd_callback_suspended_addresses";
 /// Notifications waiting to be pushed now (the in-memory outbox) (gauge).
 pub const CALLBACK_OUTBOX_DEPTH: &str = "devcmd_callback_outbox_depth";
+/// MQTT device channel messages, by `kind`: `published` (commands),
+/// `publish_failed`, `report`, `response`, `malformed`, `unknown_device`,
+/// `unknown_mid` (counter).
+pub const MQTT_MESSAGES: &str = "devcmd_mqtt_messages_total";
+/// MQTT broker connections made, reconnections included (counter).
+pub const MQTT_CONNECTS: &str = "devcmd_mqtt_connects_total";
+/// MQTT broker connections lost (counter).
+pub const MQTT_DISCONNECTS: &str = "devcmd_mqtt_disconnects_total";

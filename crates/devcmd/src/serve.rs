@@ -69,7 +69,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let parts: Arc<OnceLock<(Arc<Dispatcher>, Arc<Callbacks>)>> = Arc::default();
+        let parts: Arc<OnceLock<Parts>> = Arc::default();
         let app = router(api.clone()).merge(metrics_route(prometheus, parts.clone()));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = match tls {
@@ -173,7 +173,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Usage(e.to_string()))??;
         metrics::gauge!(devcmd_metrics::names::RECOVERY_SECONDS).set(started.elapsed().as_secs_f64());
-        let _ = parts.set((core.clone(), callbacks.clone()));
+        let _ = parts.set((core.clone(), callbacks.clone(), mqtt.as_ref().map(|(c, _)| c.clone())));
         if let Some((channel, _)) = &mqtt {
             channel.attach(core.clone());
         }
@@ -228,12 +228,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
     })
 }
 
+/// What a scrape samples, once recovery has made it.
+type Parts = (Arc<Dispatcher>, Arc<Callbacks>, Option<Arc<devcmd_device::MqttChannel>>);
+
 /// `GET /metrics`: samples the core and the callback outbox, then renders
 /// everything in Prometheus text format.
-fn metrics_route(
-    handle: devcmd_metrics::PrometheusHandle,
-    parts: Arc<OnceLock<(Arc<Dispatcher>, Arc<Callbacks>)>>,
-) -> axum::Router {
+fn metrics_route(handle: devcmd_metrics::PrometheusHandle, parts: Arc<OnceLock<Parts>>) -> axum::Router {
     use devcmd_metrics::names;
     use metrics::{counter, gauge};
     axum::Router::new().route(
@@ -241,7 +241,23 @@ fn metrics_route(
         axum::routing::get(move || {
             let (handle, parts) = (handle.clone(), parts.clone());
             async move {
-                if let Some((core, callbacks)) = parts.get() {
+                if let Some((core, callbacks, mqtt)) = parts.get() {
+                    if let Some(m) = mqtt {
+                        let s = m.stats();
+                        for (kind, n) in [
+                            ("published", s.published),
+                            ("publish_failed", s.publish_failed),
+                            ("report", s.reports),
+                            ("response", s.responses),
+                            ("malformed", s.malformed),
+                            ("unknown_device", s.unknown_device),
+                            ("unknown_mid", s.unknown_mid),
+                        ] {
+                            counter!(names::MQTT_MESSAGES, "kind" => kind).absolute(n);
+                        }
+                        counter!(names::MQTT_CONNECTS).absolute(s.connects);
+                        counter!(names::MQTT_DISCONNECTS).absolute(s.disconnects);
+                    }
                     let core = core.clone();
                     // The depth buckets scan every device: off the async workers.
                     let _ = tokio::task::spawn_blocking(move || devcmd_metrics::sample_core(&core)).await;

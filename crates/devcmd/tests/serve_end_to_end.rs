@@ -681,6 +681,21 @@ async fn devices_over_mqtt_receive_commands_created_through_the_api() {
     assert_eq!(last["status"], "SUCCESSFUL", "{last}");
     assert_eq!(last["result"], json!({"on": 1}));
     assert!(last["deliveredTime"].is_string() && last["executeTime"].is_string());
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"devcmd_mqtt_messages_total{kind="published"} 1"#,
+        r#"devcmd_mqtt_messages_total{kind="report"} 1"#,
+        r#"devcmd_mqtt_messages_total{kind="response"} 1"#,
+        r#"devcmd_mqtt_messages_total{kind="malformed"} 0"#,
+        "devcmd_mqtt_connects_total 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
     server.stop();
 }
 
