@@ -44,8 +44,9 @@ impl<T> Receipt<T> {
 struct Shard {
     state: Mutex<ShardState>,
     /// Held while a shard's effects are handed out, so they leave in the
-    /// order they happened; taken before the state lock is released.
-    output: Mutex<()>,
+    /// order they happened; taken before the state lock is released. Holds
+    /// the commit of the shard's last store submission.
+    output: Mutex<Commit>,
 }
 
 /// Counters summed over all shards.
@@ -94,7 +95,7 @@ impl DispatcherBuilder {
         let shards = (0..cfg.shard_count)
             .map(|i| Shard {
                 state: Mutex::new(ShardState::new(i, Arc::clone(&cfg), seed, now)),
-                output: Mutex::new(()),
+                output: Mutex::new(Commit::done()),
             })
             .collect();
         Ok(Dispatcher {
@@ -179,10 +180,11 @@ impl Dispatcher {
         if fx.is_empty() {
             return (r, Commit::done());
         }
-        let order = shard.output.lock();
+        let mut last = shard.output.lock();
         drop(state);
         let commit = self.hand_out(fx);
-        drop(order);
+        *last = commit.share();
+        drop(last);
         (r, commit)
     }
 
@@ -204,6 +206,19 @@ impl Dispatcher {
             events.publish_committed(&fx.changes, commit.share());
         }
         commit
+    }
+
+    /// Completes once every change visible in the shards so far is durable:
+    /// await it after a query and before answering, so that nobody is told
+    /// of a status the store could still lose (a timer or device event
+    /// changes memory a moment before its record is synced). `device`
+    /// narrows it to that device's shard; `None` covers every shard.
+    pub fn visible_durable(&self, device: Option<&DeviceId>) -> Vec<Commit> {
+        let settle = |s: &Shard| s.output.lock().share();
+        match device {
+            Some(d) => vec![settle(&self.shards[self.shard_of(d)])],
+            None => self.shards.iter().map(settle).collect(),
+        }
     }
 
     /// Whether the store is backlogged ([`CommandStore::is_backlogged`]): new

@@ -212,6 +212,48 @@ async fn a_backlogged_store_refuses_writes_with_503_and_still_answers_reads() {
 }
 
 #[tokio::test]
+async fn a_query_answers_only_once_the_statuses_it_shows_are_durable() {
+    let (t, token, device) = setup().await;
+    let id: devcmd_core::CommandId = t.create("app-a", &token, &device, r#","expireTime":0"#).await.json()["commandId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The device answers; memory says SUCCESSFUL, the store has not synced it yet.
+    t.store.close_gate();
+    let outcome = devcmd_core::CommandOutcome {
+        success: true,
+        detail: None,
+    };
+    drop(t.core.result(id, outcome).unwrap());
+    let query = {
+        let (t, token) = (&t, &token);
+        async move { t.as_app("app-a", token, Method::GET, COMMANDS, "").await }
+    };
+    tokio::pin!(query);
+    for _ in 0..50 {
+        tokio::select! {
+            r = &mut query => panic!("answered {} before SUCCESSFUL was durable", r.status),
+            _ = tokio::task::yield_now() => {}
+        }
+    }
+    assert_eq!(t.store.release(Ok(())), 1);
+    let page = query.await.json();
+    assert_eq!(page["data"][0]["status"], "SUCCESSFUL");
+    // With the device filter, only its shard is waited for; the answer is the same.
+    let by_device = t
+        .as_app(
+            "app-a",
+            &token,
+            Method::GET,
+            &format!("{COMMANDS}?deviceId={device}"),
+            "",
+        )
+        .await;
+    assert_eq!(by_device.json()["data"][0]["status"], "SUCCESSFUL");
+}
+
+#[tokio::test]
 async fn created_answers_only_after_the_store_synced_and_a_failed_sync_is_an_error() {
     let (t, token, device) = setup().await;
     t.store.close_gate();

@@ -35,14 +35,19 @@ pub(crate) async fn create(
 }
 
 /// `GET /iocm/app/cmd/v1.4.0/deviceCommands?pageNo&pageSize&deviceId&startTime&endTime&appId`.
+/// Answers only once what it shows is durable.
 pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQuery(query): RawQuery) -> Response {
-    let r = (|| {
+    let r = async {
         let (q, on_behalf_of) = parse_command_query(query.as_deref())?;
-        let page = api.core()?.list_commands(&Caller { app, on_behalf_of }, &q)?;
+        let core = api.core()?;
+        let page = core.list_commands(&Caller { app, on_behalf_of }, &q)?;
+        for commit in core.visible_durable(q.device_id.as_ref()) {
+            commit.await?;
+        }
         let data = page.items.iter().map(CommandView::of).collect();
         json(StatusCode::OK, &PageView::of(&page, data))
-    })();
-    api.respond(r)
+    };
+    api.respond(r.await)
 }
 
 /// `PUT /iocm/app/cmd/v1.4.0/deviceCommands/{deviceCommandId}?appId=` with
