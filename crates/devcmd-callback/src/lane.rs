@@ -74,10 +74,29 @@ pub(crate) struct Lane {
 }
 
 /// Removes a notification's outbox entry (delivered, coalesced or dropped).
+/// Removals gathered before they are submitted as one store batch.
+pub(crate) const REMOVALS_BATCH: usize = 1024;
+
 pub(crate) fn forget(shared: &Shared, n: &Notification) {
-    if let Some(store) = &shared.store {
-        // Nobody waits for this: a removal lost in a crash means one more push.
-        drop(store.submit(vec![Mutation::RemoveOutbox { key: n.key() }]));
+    if shared.store.is_none() {
+        return;
+    }
+    let full = {
+        let mut r = shared.removals.lock();
+        r.push(Mutation::RemoveOutbox { key: n.key() });
+        r.len() >= REMOVALS_BATCH
+    };
+    if full {
+        flush_removals(shared);
+    }
+}
+
+/// Submits the gathered removals as one batch. Nobody waits for it: a
+/// removal lost in a crash means one more push (delivery is at least once).
+pub(crate) fn flush_removals(shared: &Shared) {
+    let batch = std::mem::take(&mut *shared.removals.lock());
+    if let (Some(store), false) = (&shared.store, batch.is_empty()) {
+        drop(store.submit(batch));
     }
 }
 

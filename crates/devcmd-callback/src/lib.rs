@@ -190,6 +190,8 @@ pub(crate) struct Shared {
     pub(crate) store: Option<Arc<dyn CommandStore>>,
     pub(crate) client: reqwest::Client,
     pub(crate) stats: CallbackStats,
+    /// Outbox removals of delivered (or dropped) pushes, written in batches.
+    pub(crate) removals: Mutex<Vec<Mutation>>,
 }
 
 struct Address {
@@ -203,6 +205,7 @@ pub struct Callbacks {
     addresses: Arc<Mutex<HashMap<String, Address>>>,
     runtime: tokio::runtime::Handle,
     intake: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Why the outbox could not start.
@@ -232,6 +235,7 @@ impl Callbacks {
             store,
             client,
             stats: CallbackStats::default(),
+            removals: Mutex::new(Vec::new()),
         });
         let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
         let this = Arc::new(Self {
@@ -239,6 +243,7 @@ impl Callbacks {
             addresses: Arc::new(Mutex::new(HashMap::new())),
             runtime: runtime.clone(),
             intake: Mutex::new(None),
+            flusher: Mutex::new(None),
         });
         let me = Arc::clone(&this);
         let intake = runtime.spawn(async move {
@@ -255,7 +260,19 @@ impl Callbacks {
                 }
             }
         });
+        // Removals leave in batches: at REMOVALS_BATCH, or every 10 ms.
+        let flusher = {
+            let shared = Arc::clone(&this.shared);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(10));
+                loop {
+                    every.tick().await;
+                    lane::flush_removals(&shared);
+                }
+            })
+        };
         *this.intake.lock() = Some(intake);
+        *this.flusher.lock() = Some(flusher);
         Ok((this, Arc::new(OutboxSink { tx, extra })))
     }
 
@@ -333,10 +350,14 @@ impl Callbacks {
         if let Some(t) = self.intake.lock().take() {
             t.abort();
         }
+        if let Some(t) = self.flusher.lock().take() {
+            t.abort();
+        }
         for a in self.addresses.lock().values() {
             for l in &a.lanes {
                 l.stop();
             }
         }
+        lane::flush_removals(&self.shared);
     }
 }
