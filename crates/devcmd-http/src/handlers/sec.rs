@@ -15,21 +15,26 @@ use crate::{Api, Authed};
 
 /// Verifies the secret on the blocking pool (Argon2 takes milliseconds of
 /// CPU), at most `login_concurrency` at a time.
-async fn verify(api: &Api, creds: &Credentials) -> Result<(), ApiError> {
+async fn verify(api: &Arc<Api>, creds: &Credentials) -> Result<(), ApiError> {
     let _slot = api
         .logins
         .try_acquire()
         .map_err(|_| ApiError::Overloaded("too many logins at once"))?;
-    let (hash, known) = match api.core()?.app(&creds.app_id) {
-        Some(app) => (app.secret_hash, true),
-        // An unknown app costs the same hashing as a known one, so the time
-        // of an answer does not tell which appIds exist.
-        None => (api.decoy_hash()?, false),
-    };
-    let secret = creds.secret.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_secret(&hash, &secret))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // An unknown app costs the same hashing as a known one, so the time of
+    // an answer does not tell which appIds exist.
+    let stored = api.core()?.app(&creds.app_id).map(|a| a.secret_hash);
+    let known = stored.is_some();
+    let (api, secret) = (Arc::clone(api), creds.secret.clone());
+    let ok = tokio::task::spawn_blocking(move || {
+        let hash = match stored {
+            Some(h) => h,
+            // Made once, on the blocking pool like every hash.
+            None => api.decoy_hash()?,
+        };
+        Ok::<_, ApiError>(verify_secret(&hash, &secret))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     if ok && known {
         Ok(())
     } else {
