@@ -1,7 +1,8 @@
 //! Criterion benchmark of the `POST deviceCommands` handler path in-process
 //! (router, token check, quota, JSON parse, core create, JSON answer), beside
 //! a bare axum route through the same `oneshot` call, so the ratio shows what
-//! the API adds. The store is the in-memory one: the durable figure over a
+//! the API adds. The Prometheus recorder is installed, as in the server. The
+//! store is the in-memory one: the durable figure over a
 //! real socket is in BENCHMARKS.md (wrk).
 #![allow(missing_docs, reason = "criterion_group! generates undocumented items")]
 
@@ -21,6 +22,8 @@ use tower::ServiceExt;
 const DEVICES: usize = 20_000;
 
 fn setup(rt: &tokio::runtime::Runtime) -> (Router, String, Vec<String>) {
+    // Metrics on, as `devcmd serve` runs (the per-call counters and latency histograms).
+    devcmd_metrics::install_prometheus().expect("the only recorder");
     let config = CoreConfig {
         device_live_max: u32::MAX,
         live_max: u64::MAX,

@@ -115,6 +115,7 @@ pub struct Api {
     core: OnceLock<Arc<Dispatcher>>,
     draining: AtomicBool,
     app_labels: devcmd_metrics::AppLabels,
+    call_metrics: observe::CallMetrics,
     decoy: OnceLock<String>,
 }
 
@@ -130,6 +131,7 @@ impl Api {
             core: OnceLock::new(),
             draining: AtomicBool::new(false),
             app_labels: devcmd_metrics::AppLabels::default(),
+            call_metrics: observe::CallMetrics::default(),
             decoy: OnceLock::new(),
         })
     }

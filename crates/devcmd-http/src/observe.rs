@@ -1,8 +1,13 @@
 //! Counts every API call (route, method, status, app) and its latency.
 //! Labels come from fixed sets, and apps from the capped [`devcmd_metrics::AppLabels`];
 //! an `app_key` that names no registered app is labelled `none`.
+//!
+//! The metric handles are cached per (route, method, status, app), so a call
+//! costs one read-locked map lookup and an atomic add, not a registry lookup
+//! with label hashing (which was about a tenth of an in-memory create).
 
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,71 +16,160 @@ use axum::middleware::Next;
 use axum::response::Response;
 use devcmd_core::AppId;
 use devcmd_metrics::names;
-use metrics::{SharedString, counter, histogram};
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Counter, Histogram, SharedString, counter, histogram};
+use parking_lot::RwLock;
 
 use crate::{Api, paths};
 
-fn route_label(p: Option<&MatchedPath>) -> &'static str {
-    let Some(p) = p else { return "unmatched" };
+const ROUTES: [&str; 11] = [
+    "unmatched",
+    paths::LOGIN,
+    paths::REFRESH,
+    paths::LOGOUT,
+    paths::DEVICE_CREDENTIALS,
+    paths::DEVICE_COMMANDS,
+    paths::CANCEL_TASKS,
+    "/iocm/app/dm/v1.4.0/devices/{deviceId}",
+    "/iocm/app/cmd/v1.4.0/deviceCommands/{deviceCommandId}",
+    "/healthz",
+    "/readyz",
+];
+const OTHER_ROUTE: usize = ROUTES.len();
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "other"];
+const STATUSES: [u16; 13] = [200, 201, 204, 400, 401, 403, 404, 405, 409, 413, 429, 500, 503];
+const STATUS_LABELS: [&str; 14] = [
+    "200", "201", "204", "400", "401", "403", "404", "405", "409", "413", "429", "500", "503", "other",
+];
+
+fn route_index(p: Option<&MatchedPath>) -> usize {
+    let Some(p) = p else { return 0 };
     match p.as_str() {
-        paths::LOGIN => paths::LOGIN,
-        paths::REFRESH => paths::REFRESH,
-        paths::LOGOUT => paths::LOGOUT,
-        paths::DEVICE_CREDENTIALS => paths::DEVICE_CREDENTIALS,
-        paths::DEVICE_COMMANDS => paths::DEVICE_COMMANDS,
-        paths::CANCEL_TASKS => paths::CANCEL_TASKS,
-        "/iocm/app/dm/v1.4.0/devices/{device_id}" => "/iocm/app/dm/v1.4.0/devices/{deviceId}",
-        "/iocm/app/cmd/v1.4.0/deviceCommands/{command_id}" => "/iocm/app/cmd/v1.4.0/deviceCommands/{deviceCommandId}",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        _ => "other",
+        "/iocm/app/dm/v1.4.0/devices/{device_id}" => 7,
+        "/iocm/app/cmd/v1.4.0/deviceCommands/{command_id}" => 8,
+        other => ROUTES.iter().position(|r| *r == other).unwrap_or(OTHER_ROUTE),
     }
 }
 
-fn method_label(m: &Method) -> &'static str {
+fn route_label(i: usize) -> &'static str {
+    ROUTES.get(i).copied().unwrap_or("other")
+}
+
+fn method_index(m: &Method) -> usize {
     match *m {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        _ => "other",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        _ => 4,
     }
 }
 
-fn status_label(code: u16) -> &'static str {
-    match code {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        _ => "other",
+fn status_index(code: u16) -> usize {
+    STATUSES.iter().position(|s| *s == code).unwrap_or(STATUSES.len())
+}
+
+/// A cached call counter's key; `app` is the `app_key` as sent ("" for none).
+#[derive(PartialEq, Eq, Hash)]
+struct CallKey {
+    route: u8,
+    method: u8,
+    status: u8,
+    app: Box<str>,
+}
+
+/// The same key, borrowed, for lookups without allocating.
+struct CallKeyRef<'a> {
+    route: u8,
+    method: u8,
+    status: u8,
+    app: &'a str,
+}
+
+impl Hash for CallKeyRef<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // Must hash exactly as the derived `Hash` of `CallKey` does.
+        self.route.hash(h);
+        self.method.hash(h);
+        self.status.hash(h);
+        self.app.hash(h);
+    }
+}
+
+impl Equivalent<CallKey> for CallKeyRef<'_> {
+    fn equivalent(&self, k: &CallKey) -> bool {
+        (self.route, self.method, self.status, self.app) == (k.route, k.method, k.status, &*k.app)
+    }
+}
+
+/// The cached handles.
+#[derive(Default)]
+pub(crate) struct CallMetrics {
+    calls: RwLock<HashMap<CallKey, Counter>>,
+    latency: [[OnceLock<Histogram>; METHODS.len()]; ROUTES.len() + 1],
+}
+
+impl CallMetrics {
+    fn latency(&self, route: usize, method: usize) -> Option<&Histogram> {
+        let cell = self.latency.get(route)?.get(method)?;
+        Some(cell.get_or_init(
+            || histogram!(names::API_LATENCY_SECONDS, "route" => route_label(route), "method" => METHODS[method]),
+        ))
     }
 }
 
 pub(crate) async fn observe(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = route_label(req.extensions().get::<MatchedPath>());
-    let method = method_label(req.method());
-    let app: SharedString = req
+    let route = route_index(req.extensions().get::<MatchedPath>());
+    let method = method_index(req.method());
+    let app_key: Option<Box<str>> = req
         .headers()
         .get("app_key")
         .and_then(|v| v.to_str().ok())
-        .and_then(|a| AppId::new(a).ok())
-        .filter(|a| api.core.get().is_some_and(|c| c.app_exists(a)))
-        .map_or(SharedString::const_str("none"), |a| api.app_labels.label(&a));
+        .map(Box::from);
     let resp = next.run(req).await;
-    let status = status_label(resp.status().as_u16());
-    counter!(names::API_CALLS, "route" => route, "method" => method, "status" => status, "app" => app).increment(1);
-    histogram!(names::API_LATENCY_SECONDS, "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    let status = status_index(resp.status().as_u16());
+    let m = &api.call_metrics;
+    let app = app_key.as_deref().unwrap_or("");
+    // Indices are below 256: the arrays above are short.
+    let key = CallKeyRef {
+        route: route as u8,
+        method: method as u8,
+        status: status as u8,
+        app,
+    };
+    let cached = m.calls.read().get(&key).cloned();
+    let counter = cached.unwrap_or_else(|| {
+        let registered = (!app.is_empty())
+            .then(|| AppId::new(app).ok())
+            .flatten()
+            .filter(|a| api.core.get().is_some_and(|c| c.app_exists(a)));
+        let label: SharedString = registered
+            .as_ref()
+            .map_or(SharedString::const_str("none"), |a| api.app_labels.label(a));
+        let c = counter!(names::API_CALLS,
+            "route" => route_label(route),
+            "method" => METHODS[method],
+            "status" => STATUS_LABELS[status],
+            "app" => label);
+        // Only registered apps (and no app) get a cache entry: the map stays
+        // as small as the registry, whatever app_key strangers send.
+        if registered.is_some() || app.is_empty() {
+            m.calls.write().insert(
+                CallKey {
+                    route: key.route,
+                    method: key.method,
+                    status: key.status,
+                    app: Box::from(app),
+                },
+                c.clone(),
+            );
+        }
+        c
+    });
+    counter.increment(1);
+    if let Some(h) = m.latency(route, method) {
+        h.record(started.elapsed().as_secs_f64());
+    }
     resp
 }
