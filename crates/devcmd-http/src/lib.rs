@@ -183,6 +183,16 @@ impl Api {
         Ok(core)
     }
 
+    /// Waits until every change a query may have shown (in the shard of
+    /// `device`, or in all shards) is durable: nobody is told of a status
+    /// the store could still lose.
+    async fn visible_durable(&self, core: &Dispatcher, device: Option<&devcmd_core::DeviceId>) -> Result<(), ApiError> {
+        for commit in core.visible_durable(device) {
+            commit.await?;
+        }
+        Ok(())
+    }
+
     fn fail(&self, e: ApiError) -> Response {
         e.into_response_with(self.config.strict_http_status)
     }

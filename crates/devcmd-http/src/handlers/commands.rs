@@ -41,9 +41,7 @@ pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQu
         let (q, on_behalf_of) = parse_command_query(query.as_deref())?;
         let core = api.core()?;
         let page = core.list_commands(&Caller { app, on_behalf_of }, &q)?;
-        for commit in core.visible_durable(q.device_id.as_ref()) {
-            commit.await?;
-        }
+        api.visible_durable(core, q.device_id.as_ref()).await?;
         let data = page.items.iter().map(CommandView::of).collect();
         json(StatusCode::OK, &PageView::of(&page, data))
     };
