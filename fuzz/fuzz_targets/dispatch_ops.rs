@@ -1,6 +1,8 @@
-//! Operation sequences from arbitrary bytes against the dispatcher: no panic,
-//! the shard invariants hold after every step, and every command's reported
-//! changes form one monotonic chain with at most one terminal status.
+//! Operation sequences from arbitrary bytes against the dispatcher, with or
+//! without a history terminal commands move to: no panic, the shard
+//! invariants hold after every step, a command is found wherever it lives
+//! until its retention, and every command's reported changes form one
+//! monotonic chain with at most one terminal status.
 #![no_main]
 
 use std::collections::HashMap;
@@ -27,29 +29,45 @@ enum Op {
     Restart,
 }
 
-fn build(clock: &VirtualClock, store: &Arc<MemoryStore>, link: &ChannelLink, events: &ChannelEvents) -> Dispatcher {
-    Dispatcher::builder(CoreConfig {
+#[derive(Debug, Arbitrary)]
+struct Input {
+    history: bool,
+    ops: Vec<Op>,
+}
+
+const RETENTION: Duration = Duration::from_secs(600);
+
+fn build(
+    clock: &VirtualClock,
+    store: &Arc<MemoryStore>,
+    link: &ChannelLink,
+    events: &ChannelEvents,
+    history: bool,
+) -> Dispatcher {
+    let b = Dispatcher::builder(CoreConfig {
         shard_count: 4,
         device_live_max: 8,
         live_max: 64,
-        retention: Duration::from_secs(600),
+        retention: RETENTION,
+        history_grace: Duration::from_secs(5),
+        sweep_interval: Duration::from_secs(1),
         id_seed: Some(1),
         ..CoreConfig::default()
     })
     .clock(Arc::new(clock.clone()))
     .store(store.clone())
     .link(Arc::new(link.clone()))
-    .events(Arc::new(events.clone()))
-    .build()
-    .unwrap()
+    .events(Arc::new(events.clone()));
+    if history { b.history(store.clone()) } else { b }.build().unwrap()
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|input: Input| {
+    let Input { history, ops } = input;
     let clock = VirtualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let (link, sent) = ChannelLink::bounded(1 << 12);
     let (events, changes) = ChannelEvents::bounded(1 << 16);
     let store = MemoryStore::new();
-    let mut core = build(&clock, &store, &link, &events);
+    let mut core = build(&clock, &store, &link, &events, history);
     let app = AppId::new("fuzz").unwrap();
     core.add_app(App { id: app.clone(), secret_hash: String::new(), quota: None, authorized_apps: vec![] })
         .unwrap()
@@ -108,6 +126,8 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Advance { ms } => {
                 core.advance(&clock, Duration::from_millis(u64::from(ms % 300_000)));
+                let cutoff = clock.now().as_millis().saturating_sub(RETENTION.as_millis() as u64);
+                store.sweep_history(Timestamp::from_millis(cutoff), 16);
             }
             Op::RemoveDevice { dev } => {
                 let _ = core.remove_device(&caller, &devices[usize::from(dev) % devices.len()]);
@@ -126,7 +146,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::Restart => {
                 let before: Vec<Command> = core.list_commands(&caller, &CommandQuery::default()).unwrap().items;
-                core = build(&clock, &store, &link, &events);
+                core = build(&clock, &store, &link, &events, history);
                 let report = core.restore(store.recovered_state());
                 assert!(report.refused.is_empty(), "{:?}", report.refused);
                 // Nothing due was pending (every advance fires what is due), except

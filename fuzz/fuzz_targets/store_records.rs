@@ -22,4 +22,10 @@ fuzz_target!(|bytes: &[u8]| {
         assert_eq!(by_app_key(&app, t, id), bytes);
     }
     let _ = decode_index_tail(bytes);
+    if let Ok((t, id)) = decode_ended_key(bytes) {
+        assert_eq!(ended_key(t, id).as_slice(), bytes);
+    }
+    if let Ok((app, bucket)) = decode_count_key(bytes) {
+        assert_eq!(count_key(&app, bucket), bytes);
+    }
 });

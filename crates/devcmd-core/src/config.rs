@@ -20,7 +20,11 @@ pub struct CoreConfig {
     pub psm_active_window: Duration,
     /// How long terminal commands and finished cancel tasks stay queryable.
     pub retention: Duration,
-    /// How often each shard sweeps out what passed its retention.
+    /// How long a terminal command stays in memory before it moves to the
+    /// stored history, when the dispatcher has one ([`crate::History`]);
+    /// without one, terminal commands stay in memory for all of `retention`.
+    pub history_grace: Duration,
+    /// How often each shard sweeps out what passed its grace or retention.
     pub sweep_interval: Duration,
     /// Live (non-terminal) commands one device may have.
     pub device_live_max: u32,
@@ -43,6 +47,7 @@ impl Default for CoreConfig {
             result_timeout: Duration::from_secs(180),
             psm_active_window: Duration::from_secs(30),
             retention: Duration::from_secs(72 * 3600),
+            history_grace: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(60),
             device_live_max: 1000,
             live_max: 50_000_000,

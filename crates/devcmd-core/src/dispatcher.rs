@@ -3,7 +3,9 @@
 mod restore;
 pub use restore::{RecoveredState, RestoreReport};
 
+use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -13,14 +15,16 @@ use crate::clock::{Clock, SystemClock, Timestamp, VirtualClock};
 use crate::command::{Command, CommandBody, CommandOutcome, NewCommand};
 use crate::config::CoreConfig;
 use crate::effects::Effects;
+use crate::error::StoreError;
 use crate::error::{
     CancelError, CancelTaskError, CreateError, DeviceEventError, InvalidInput, QueryError, RegistryError,
 };
+use crate::history::{History, HistoryScope};
 use crate::id::{AppId, CommandId, DeviceId, TaskId, splitmix};
 use crate::output::{CommandStore, Commit, DeviceLink, EventSink, Mutation};
-use crate::query::{CommandQuery, Page, ShardIndex, TaskQuery, merge_page, window};
+use crate::query::{CommandQuery, Cursor, Page, ShardIndex, TaskQuery, merge_page, window};
 use crate::registry::{App, AppRegistry, Caller, Device, NewDevice};
-use crate::shard::{CreateRefusal, DeviceEventOutcome, ShardState, ShardStats};
+use crate::shard::{CreateRefusal, DeviceEventOutcome, ShardState, ShardStats, TaskParts};
 
 /// A result together with the commit that makes it durable. Answer the
 /// application only after `commit` completes (201 means synced).
@@ -59,6 +63,7 @@ pub struct DispatcherBuilder {
     store: Option<Arc<dyn CommandStore>>,
     link: Option<Arc<dyn DeviceLink>>,
     events: Option<Arc<dyn EventSink>>,
+    history: Option<Arc<dyn History>>,
 }
 
 impl DispatcherBuilder {
@@ -86,15 +91,28 @@ impl DispatcherBuilder {
         self
     }
 
+    /// The stored history terminal commands move to after
+    /// [`CoreConfig::history_grace`] (default: none; they stay in memory for
+    /// the whole retention). Queries then read memory and history together.
+    /// Needs a store: the store is what receives the archived commands.
+    pub fn history(mut self, history: Arc<dyn History>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
     /// Checks the configuration and builds the dispatcher.
     pub fn build(self) -> Result<Dispatcher, InvalidInput> {
         self.config.validate()?;
+        if self.history.is_some() && self.store.is_none() {
+            return Err(InvalidInput::new("history", "needs a store to archive into"));
+        }
+        let archive = self.history.is_some();
         let seed = self.config.id_seed.unwrap_or_else(os_seed);
         let cfg = Arc::new(self.config);
         let now = self.clock.now();
         let shards = (0..cfg.shard_count)
             .map(|i| Shard {
-                state: Mutex::new(ShardState::new(i, Arc::clone(&cfg), seed, now)),
+                state: Mutex::new(ShardState::new(i, Arc::clone(&cfg), seed, now, archive)),
                 output: Mutex::new(Commit::done()),
             })
             .collect();
@@ -106,6 +124,9 @@ impl DispatcherBuilder {
             store: self.store,
             link: self.link,
             events: self.events,
+            history: self.history,
+            archives_started: AtomicU64::new(0),
+            archives_finished: AtomicU64::new(0),
             apps: AppRegistry::default(),
             device_ids: Mutex::new(seed.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d),
         })
@@ -130,6 +151,13 @@ pub struct Dispatcher {
     store: Option<Arc<dyn CommandStore>>,
     link: Option<Arc<dyn DeviceLink>>,
     events: Option<Arc<dyn EventSink>>,
+    history: Option<Arc<dyn History>>,
+    /// Operations that took commands out of memory for the history, counted
+    /// before the memory change is visible and after its store batch is
+    /// submitted: a query that saw both equal before and the first unchanged
+    /// after read memory and history with nothing in between.
+    archives_started: AtomicU64,
+    archives_finished: AtomicU64,
     apps: AppRegistry,
     device_ids: Mutex<u64>,
 }
@@ -151,6 +179,7 @@ impl Dispatcher {
             store: None,
             link: None,
             events: None,
+            history: None,
         }
     }
 
@@ -180,11 +209,18 @@ impl Dispatcher {
         if fx.is_empty() {
             return (r, Commit::done());
         }
+        let archived = fx.archived > 0;
+        if archived {
+            self.archives_started.fetch_add(1, Ordering::SeqCst);
+        }
         let mut last = shard.output.lock();
         drop(state);
         let commit = self.hand_out(fx);
         *last = commit.share();
         drop(last);
+        if archived {
+            self.archives_finished.fetch_add(1, Ordering::SeqCst);
+        }
         (r, commit)
     }
 
@@ -219,6 +255,11 @@ impl Dispatcher {
             Some(d) => vec![settle(&self.shards[self.shard_of(d)])],
             None => self.shards.iter().map(settle).collect(),
         }
+    }
+
+    /// Whether terminal commands move to a [`History`] (and queries may read it).
+    pub fn has_history(&self) -> bool {
+        self.history.is_some()
     }
 
     /// Whether the store is backlogged ([`CommandStore::is_backlogged`]): new
@@ -372,32 +413,103 @@ impl Dispatcher {
             st.cancel(slot, now, fx)
                 .map_err(|status| CancelError::NotCancellable { status })
         });
-        r.map(|value| Receipt { value, commit })
+        match r {
+            Ok(value) => Ok(Receipt { value, commit }),
+            // Not in memory: one in the history has ended, so it cannot be cancelled.
+            Err(CancelError::CommandNotFound) => match self.archived_command(app, s, id)? {
+                Some(c) => Err(CancelError::NotCancellable { status: c.status }),
+                None => Err(CancelError::CommandNotFound),
+            },
+            Err(e) => Err(e),
+        }
     }
 
-    /// One command of the application `caller` acts for.
+    /// A command of `app` that has left memory for the history, if any.
+    /// Waits first for shard `s`'s last submission, so a command taken out
+    /// of memory just before is found in the history, not lost between.
+    fn archived_command(&self, app: &AppId, s: usize, id: CommandId) -> Result<Option<Command>, StoreError> {
+        let Some(history) = &self.history else {
+            return Ok(None);
+        };
+        self.settle(Some(s))?;
+        Ok(history.command(id)?.filter(|c| c.app_id == *app))
+    }
+
+    /// Waits until the last submission of shard `s` (or of every shard) is durable.
+    fn settle(&self, s: Option<usize>) -> Result<(), StoreError> {
+        match s {
+            Some(s) => self.shards[s].output.lock().share().wait(),
+            None => self.shards.iter().try_for_each(|sh| sh.output.lock().share().wait()),
+        }
+    }
+
+    /// One command of the application `caller` acts for, from memory or,
+    /// once it has left memory, from the history. With a history attached
+    /// this may block on the store: call it off async workers.
     pub fn command(&self, caller: &Caller, id: CommandId) -> Result<Command, QueryError> {
         let app = self.apps.resolve(caller)?;
         let s = usize::from(id.shard());
         let shard = self.shards.get(s).ok_or(QueryError::CommandNotFound)?;
-        let st = shard.state.lock();
-        st.find_command(app, id)
-            .and_then(|slot| st.snapshot(slot))
-            .ok_or(QueryError::CommandNotFound)
+        let found = {
+            let st = shard.state.lock();
+            st.find_command(app, id).and_then(|slot| st.snapshot(slot))
+        };
+        match found {
+            Some(c) => Ok(c),
+            None => self.archived_command(app, s, id)?.ok_or(QueryError::CommandNotFound),
+        }
     }
 
-    /// A page of the commands of the application `caller` acts for, oldest first.
+    /// A page of the commands of the application `caller` acts for, oldest
+    /// first, from memory and the history together.
+    ///
+    /// `totalSize` and the page are exact for the moment the query ran: if
+    /// a shard moved commands to the history while the page was assembled
+    /// (the counters in [`Dispatcher`] tell), the query waits for that batch
+    /// and runs again, at most [`QUERY_ATTEMPTS`] times.
     pub fn list_commands(&self, caller: &Caller, q: &CommandQuery) -> Result<Page<Command>, QueryError> {
         let app = self.apps.resolve(caller)?;
         let (from, to, offset) = window(q.from, q.to, q.page_no, q.page_size)?;
         let n = q.page_size as usize;
-        let (total, items) = match &q.device_id {
+        let (scope, shard) = match &q.device_id {
             Some(device) => {
-                let st = self.shards[self.shard_of(device)].state.lock();
-                st.device_page(app, device, from, to, offset, n)
-                    .map_err(|_| QueryError::DeviceNotFound)?
+                let s = self.shard_of(device);
+                if self.shards[s].state.lock().device_slot(app, device).is_none() {
+                    return Err(QueryError::DeviceNotFound);
+                }
+                (HistoryScope::Device(device), Some(s))
             }
-            None => merge_page(&AppIndex { d: self, app }, from, to, offset, n),
+            None => (HistoryScope::App(app), None),
+        };
+        let mut attempt = 0;
+        let (total, items) = loop {
+            attempt += 1;
+            let started = self.archives_started.load(Ordering::SeqCst);
+            if self.history.is_some() {
+                if attempt < QUERY_ATTEMPTS && self.archives_finished.load(Ordering::SeqCst) != started {
+                    // A batch is between leaving memory and its submission: a moment.
+                    std::thread::yield_now();
+                    continue;
+                }
+                self.settle(shard)?;
+            }
+            let ix = Participants {
+                d: self,
+                scope,
+                shard,
+                history: self.history.as_deref(),
+                failed: Cell::new(None),
+            };
+            let page = merge_page(&ix, from, to, offset, n);
+            if let Some(e) = ix.failed.take() {
+                return Err(QueryError::Store(e));
+            }
+            if self.history.is_none()
+                || attempt >= QUERY_ATTEMPTS
+                || self.archives_started.load(Ordering::SeqCst) == started
+            {
+                break page;
+            }
         };
         Ok(Page {
             items,
@@ -405,6 +517,18 @@ impl Dispatcher {
             page_size: q.page_size,
             total_size: total,
         })
+    }
+
+    /// A task's commands completed from the history where they left memory.
+    fn complete_task(&self, app: &AppId, s: usize, (mut task, commands): TaskParts) -> Result<CancelTask, StoreError> {
+        for c in commands {
+            match c {
+                Ok(c) => task.commands.push(c),
+                // Past retention it is in neither: the task lists what remains.
+                Err(id) => task.commands.extend(self.archived_command(app, s, id)?),
+            }
+        }
+        Ok(task)
     }
 
     // ----- cancel tasks ----------------------------------------------------------------------
@@ -434,10 +558,12 @@ impl Dispatcher {
             .shards
             .get(usize::from(id.shard()))
             .ok_or(QueryError::TaskNotFound)?;
-        let st = shard.state.lock();
-        st.find_task(app, id)
-            .and_then(|slot| st.task_snapshot(slot))
-            .ok_or(QueryError::TaskNotFound)
+        let parts = {
+            let st = shard.state.lock();
+            st.find_task(app, id).and_then(|slot| st.task_parts(slot))
+        };
+        let parts = parts.ok_or(QueryError::TaskNotFound)?;
+        Ok(self.complete_task(app, usize::from(id.shard()), parts)?)
     }
 
     /// A page of cancel tasks, oldest first. Tasks are few, so this filters
@@ -471,8 +597,8 @@ impl Dispatcher {
             .into_iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(q.page_size as usize)
-            .map(|(_, t)| t)
-            .collect();
+            .map(|((_, s, _), t)| self.complete_task(app, s, t))
+            .collect::<Result<_, _>>()?;
         Ok(Page {
             items,
             page_no: q.page_no,
@@ -503,8 +629,24 @@ impl Dispatcher {
         let (r, commit) = self.with_shard(s, |st, now, fx| {
             st.find_command_any(id).map(|slot| ev(st, slot, now, fx))
         });
-        r.map(|value| Receipt { value, commit })
-            .ok_or(DeviceEventError::UnknownCommand)
+        if let Some(value) = r {
+            return Ok(Receipt { value, commit });
+        }
+        // A late event for a command in the history is ignored like one for a
+        // terminal command in memory. No wait for the archive's batch here (a
+        // device channel must not block): in that moment it reads as unknown,
+        // which the device cannot tell apart.
+        let archived = self.history.as_ref().and_then(|h| h.command(id).ok().flatten());
+        match archived {
+            Some(c) => {
+                self.shards[s].state.lock().count_late_event();
+                Ok(Receipt {
+                    value: DeviceEventOutcome::Ignored(c.status),
+                    commit: Commit::done(),
+                })
+            }
+            None => Err(DeviceEventError::UnknownCommand),
+        }
     }
 
     /// The device acknowledged a command (SENT → DELIVERED).
@@ -566,6 +708,7 @@ impl Dispatcher {
             total.retransmissions += st.retransmissions;
             total.late_events_ignored += st.late_events_ignored;
             total.swept += st.swept;
+            total.archived += st.archived;
             total.live += st.live;
             total.devices += st.devices;
             total.timer_entries += st.timer_entries;
@@ -607,22 +750,81 @@ impl Dispatcher {
     }
 }
 
-struct AppIndex<'a> {
+/// Most runs of one [`Dispatcher::list_commands`] (the first, and one more
+/// each time a shard moved commands to the history meanwhile).
+pub const QUERY_ATTEMPTS: u32 = 4;
+
+/// The participants of one merged query: every shard (or the one shard of a
+/// device), then the history if there is one.
+struct Participants<'a> {
     d: &'a Dispatcher,
-    app: &'a AppId,
+    scope: HistoryScope<'a>,
+    shard: Option<usize>,
+    history: Option<&'a dyn History>,
+    /// The first history read that failed; the query reports it.
+    failed: Cell<Option<StoreError>>,
 }
 
-impl ShardIndex for AppIndex<'_> {
+enum Participant<'a> {
+    Shard(usize),
+    History(&'a dyn History),
+}
+
+impl<'a> Participants<'a> {
+    fn memory(&self) -> usize {
+        if self.shard.is_some() { 1 } else { self.d.shards.len() }
+    }
+
+    fn at(&self, i: usize) -> Participant<'a> {
+        match (self.history, i.checked_sub(self.memory())) {
+            (Some(h), Some(_)) => Participant::History(h),
+            _ => Participant::Shard(self.shard.unwrap_or(i)),
+        }
+    }
+
+    fn read<T: Default>(&self, r: Result<T, StoreError>) -> T {
+        r.unwrap_or_else(|e| {
+            let first = self.failed.take().unwrap_or(e);
+            self.failed.set(Some(first));
+            T::default()
+        })
+    }
+}
+
+impl ShardIndex for Participants<'_> {
     fn shards(&self) -> usize {
-        self.d.shards.len()
+        self.memory() + usize::from(self.history.is_some())
     }
-    fn count(&self, s: usize, from: Timestamp, to: Timestamp) -> u64 {
-        self.d.shards[s].state.lock().count_app(self.app, from, to)
+    fn count(&self, i: usize, from: Timestamp, to: Timestamp) -> u64 {
+        match self.at(i) {
+            Participant::Shard(s) => self.d.shards[s].state.lock().count(self.scope, from, to),
+            Participant::History(h) => self.read(h.count(self.scope, from, to)),
+        }
     }
-    fn tie_cursor(&self, s: usize, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)> {
-        self.d.shards[s].state.lock().tie_cursor(self.app, t, skip)
+    fn tie_cursor(&self, i: usize, t: Timestamp, skip: u64) -> Option<Cursor> {
+        match self.at(i) {
+            Participant::Shard(s) => {
+                let c = self.d.shards[s].state.lock().tie_cursor(self.scope, t, skip);
+                c.map(|(t, q)| (t, u128::from(q)))
+            }
+            Participant::History(h) => self.read(h.tie(self.scope, t, skip)).map(|id| (t, id.to_u128())),
+        }
     }
-    fn fetch(&self, s: usize, cursor: (Timestamp, u64), to: Timestamp, n: usize) -> Vec<((Timestamp, u64), Command)> {
-        self.d.shards[s].state.lock().fetch_app(self.app, cursor, to, n)
+    fn fetch(&self, i: usize, cursor: Cursor, to: Timestamp, n: usize) -> Vec<(Cursor, Command)> {
+        match self.at(i) {
+            Participant::Shard(s) => {
+                // Shard cursors are sequences, which fit in u64; a larger one is past them all.
+                let seq = u64::try_from(cursor.1).unwrap_or(u64::MAX);
+                let page = self.d.shards[s].state.lock().fetch(self.scope, (cursor.0, seq), to, n);
+                page.into_iter().map(|((t, q), c)| ((t, u128::from(q)), c)).collect()
+            }
+            Participant::History(h) => {
+                let from = (cursor.0, CommandId::from_u128(cursor.1));
+                let page = self.read(h.fetch(self.scope, from, to, n));
+                page.into_iter()
+                    .map(|c| ((c.creation_time, c.id.to_u128()), c))
+                    .collect()
+            }
+        }
     }
 }

@@ -14,6 +14,8 @@ pub(crate) struct Effects {
     pub(crate) mutations: Vec<Mutation>,
     pub(crate) issues: Vec<Issue>,
     pub(crate) changes: Vec<StatusChange>,
+    /// Commands this operation took out of memory for the history.
+    pub(crate) archived: usize,
 }
 
 impl Effects {
@@ -103,6 +105,16 @@ impl Effects {
                 device_id: c.device_id,
                 creation_time: c.creation_time,
             });
+        }
+    }
+
+    /// A terminal command left memory for the history.
+    pub(crate) fn archive_command(&mut self, command: impl FnOnce() -> Option<Command>) {
+        self.archived += 1;
+        if self.store
+            && let Some(c) = command()
+        {
+            self.mutations.push(Mutation::ArchiveCommand(c));
         }
     }
 

@@ -82,6 +82,9 @@ pub enum CancelError {
         /// The command's status when the cancel arrived.
         status: CommandStatus,
     },
+    /// Reading the history failed (the command was not in memory).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why a cancel task could not be created.
@@ -118,6 +121,9 @@ pub enum QueryError {
     /// No such cancel task for this application (project code 100436).
     #[error("the cancel task does not exist")]
     TaskNotFound,
+    /// Reading the history failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why a registry change was refused.

@@ -40,6 +40,13 @@
 //! - A PSM device's active window is not stored: after a restart it counts
 //!   as asleep until it next reports, so its cached commands wait for that
 //!   report (nothing is lost; at worst they leave one report later).
+//! - Terminal commands stay in memory for [`CoreConfig::history_grace`]
+//!   (60 s), then, with a [`History`] attached, move to the store until
+//!   [`CoreConfig::retention`] (72 h) ends; queries, cancels, cancel tasks
+//!   and late device events see them as before. Lists are ordered by
+//!   creation time; commands created in the same millisecond list those in
+//!   memory first (the API's times have whole seconds, so no client can
+//!   tell).
 //!
 //! ## Embedding
 //! ```
@@ -47,7 +54,8 @@
 //! use std::time::Duration;
 //! use devcmd_core::*;
 //!
-//! // A virtual clock, an in-memory store, the in-process device link and an event channel.
+//! // A virtual clock, an in-memory store (also the history terminal commands
+//! // move to), the in-process device link and an event channel.
 //! let clock = VirtualClock::new(Timestamp::from_millis(1_700_000_000_000));
 //! let store = MemoryStore::new();
 //! let (link, to_devices) = ChannelLink::bounded(1024);
@@ -55,6 +63,7 @@
 //! let core = Dispatcher::builder(CoreConfig::default())
 //!     .clock(Arc::new(clock.clone()))
 //!     .store(store.clone())
+//!     .history(store.clone())
 //!     .link(Arc::new(link))
 //!     .events(Arc::new(events))
 //!     .build()?;
@@ -88,6 +97,13 @@
 //! assert_eq!(store.command(cmd.id).map(|c| c.status), Some(CommandStatus::Successful));
 //! let seen: Vec<_> = changes.try_iter().map(|c| c.to).collect();
 //! assert_eq!(seen, [CommandStatus::Pending, CommandStatus::Sent, CommandStatus::Delivered, CommandStatus::Successful]);
+//!
+//! // Past its grace period the finished command leaves memory for the
+//! // history; it reads the same until its retention ends.
+//! core.advance(&clock, Duration::from_secs(121));
+//! assert_eq!(core.stats().archived, 1);
+//! assert_eq!(core.command(&caller, cmd.id)?, done);
+//! assert_eq!(core.list_commands(&caller, &CommandQuery::default())?.total_size, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -98,6 +114,7 @@ mod config;
 mod dispatcher;
 mod effects;
 mod error;
+mod history;
 mod id;
 pub mod machine;
 mod output;
@@ -114,11 +131,12 @@ pub use command::{
     MAX_RETRANSMIT_DEFAULT, MAX_RETRANSMIT_MAX, METHOD_LEN_MAX, NewCommand, SERVICE_ID_LEN_MAX,
 };
 pub use config::CoreConfig;
-pub use dispatcher::{Dispatcher, DispatcherBuilder, Receipt, RecoveredState, RestoreReport, Stats};
+pub use dispatcher::{Dispatcher, DispatcherBuilder, QUERY_ATTEMPTS, Receipt, RecoveredState, RestoreReport, Stats};
 pub use error::{
     AccessError, CancelError, CancelTaskError, CreateError, DeviceEventError, InvalidInput, QueryError, RegistryError,
     StoreError,
 };
+pub use history::{History, HistoryScope, MemoryHistory};
 pub use id::{APP_ID_LEN_MAX, AppId, CommandId, DEVICE_ID_LEN_MAX, DeviceId, TaskId};
 pub use output::{
     CancelTaskRecord, ChannelEvents, ChannelLink, CommandStore, Commit, CommitSignal, DeviceLink, EventSink, Issue,

@@ -71,6 +71,11 @@ pub enum Mutation {
         /// Its creation time (names its index entries).
         creation_time: Timestamp,
     },
+    /// A terminal command left memory after its grace period: the store
+    /// moves it from the live records to the history (indexed by application
+    /// and device, kept until retention ends), where recovery does not load
+    /// it. Sent only by a dispatcher that has a [`crate::History`].
+    ArchiveCommand(Command),
     /// A finished cancel task passed its retention.
     ForgetCancelTask(TaskId),
     /// An entry of the callback outbox was recorded (a notification to push).
@@ -221,7 +226,7 @@ impl CommitSignal {
 /// everything ever put, so tests can compare it with the dispatcher.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    state: Mutex<MemoryStoreState>,
+    pub(crate) state: Mutex<MemoryStoreState>,
 }
 
 /// The contents of a [`MemoryStore`].
@@ -235,6 +240,8 @@ pub struct MemoryStoreState {
     pub commands: std::collections::HashMap<CommandId, Command>,
     /// Cancel tasks by id.
     pub tasks: std::collections::HashMap<TaskId, CancelTaskRecord>,
+    /// Archived commands ([`Mutation::ArchiveCommand`]).
+    pub history: crate::history::MemoryHistory,
     /// Callback outbox entries by key.
     pub outbox: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
     /// Number of batches submitted.
@@ -295,6 +302,10 @@ impl CommandStore for MemoryStore {
                 }
                 Mutation::ForgetCommand { id, .. } => {
                     st.commands.remove(&id);
+                }
+                Mutation::ArchiveCommand(c) => {
+                    st.commands.remove(&c.id);
+                    st.history.archive(c);
                 }
                 Mutation::ForgetCancelTask(id) => {
                     st.tasks.remove(&id);

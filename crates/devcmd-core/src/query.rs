@@ -8,6 +8,10 @@
 //! search per shard), skips the remaining ties at `t` shard by shard, then
 //! merges the shards from there, fetching a few entries at a time. Pages are
 //! oldest first, so new commands never shift earlier pages.
+//!
+//! With a [`crate::History`] attached, the stored history is one more
+//! participant after the shards: its commands are ordered by
+//! `(creationTime, id)`, and within one millisecond after every shard's.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -110,16 +114,21 @@ pub(crate) fn window(
     Ok((from, to, u64::from(page_no) * u64::from(page_size)))
 }
 
-/// The per-shard view the merge needs.
+/// A position in one participant's order: creation time, then a tie
+/// breaker unique within the participant (a shard's sequence, a stored
+/// command's id).
+pub(crate) type Cursor = (Timestamp, u128);
+
+/// The per-participant view the merge needs (the shards, then the history).
 pub(crate) trait ShardIndex {
-    /// Number of shards.
+    /// Number of participants.
     fn shards(&self) -> usize;
     /// Commands of shard `s` created in `[from, to)`.
     fn count(&self, s: usize, from: Timestamp, to: Timestamp) -> u64;
     /// Cursor of the `skip`-th command of shard `s` created exactly at `t`.
-    fn tie_cursor(&self, s: usize, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)>;
+    fn tie_cursor(&self, s: usize, t: Timestamp, skip: u64) -> Option<Cursor>;
     /// Up to `n` commands of shard `s` from `cursor` (inclusive), created before `to`.
-    fn fetch(&self, s: usize, cursor: (Timestamp, u64), to: Timestamp, n: usize) -> Vec<((Timestamp, u64), Command)>;
+    fn fetch(&self, s: usize, cursor: Cursor, to: Timestamp, n: usize) -> Vec<(Cursor, Command)>;
 }
 
 /// Selects the commands ranked `offset .. offset + n` in `[from, to)` over all shards.
@@ -149,7 +158,7 @@ pub(crate) fn merge_page(
     let t = Timestamp::from_millis(lo);
     let mut skip = offset - count_until(t);
     let after_t = Timestamp::from_millis(lo.saturating_add(1));
-    let mut cursors: Vec<(Timestamp, u64)> = Vec::with_capacity(shards);
+    let mut cursors: Vec<Cursor> = Vec::with_capacity(shards);
     for s in 0..shards {
         let ties = ix.count(s, t, after_t);
         if skip >= ties {
@@ -162,7 +171,7 @@ pub(crate) fn merge_page(
     }
     // K-way merge, fetching a few at a time per shard.
     let chunk = n.clamp(1, 64);
-    let mut buffers: Vec<std::collections::VecDeque<((Timestamp, u64), Command)>> =
+    let mut buffers: Vec<std::collections::VecDeque<(Cursor, Command)>> =
         (0..shards).map(|s| ix.fetch(s, cursors[s], to, chunk).into()).collect();
     let mut heap = BinaryHeap::new();
     for (s, b) in buffers.iter().enumerate() {

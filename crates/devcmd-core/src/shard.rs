@@ -19,6 +19,7 @@ use crate::clock::Timestamp;
 use crate::command::{Command, CommandBody, CommandOutcome, CommandStatus, NewCommand};
 use crate::config::CoreConfig;
 use crate::effects::Effects;
+use crate::history::HistoryScope;
 use crate::id::{AppId, CommandId, DeviceId, TaskId, splitmix};
 use crate::machine::{CommandEvent, TransitionRefused, next_status};
 use crate::output::{CancelTaskRecord, Issue, StatusChange};
@@ -44,8 +45,10 @@ pub struct ShardStats {
     pub retransmissions: u64,
     /// Late or duplicate device events on commands that had moved on.
     pub late_events_ignored: u64,
-    /// Commands that left memory after their retention.
+    /// Terminal commands that left memory (archived or past retention).
     pub swept: u64,
+    /// Of those, the ones handed to the history ([`crate::Mutation::ArchiveCommand`]).
+    pub archived: u64,
     /// Live (non-terminal) commands now.
     pub live: u64,
     /// Registered devices now.
@@ -196,7 +199,10 @@ pub(crate) struct ShardState {
     device_table: HashTable<u32>,
     devices: Vec<DeviceSlot>,
     commands: Chunks<CommandEntry>,
-    free_commands: Vec<u32>,
+    /// Free command slots, each with the timer generation its next command
+    /// starts from: deadlines of the slot's earlier command may still be in
+    /// the heap (they are cancelled lazily), and must never match the new one.
+    free_commands: Vec<(u32, u32)>,
     tasks: Vec<Option<TaskEntry>>,
     free_tasks: Vec<u32>,
     waiting_tasks: u32,
@@ -206,6 +212,12 @@ pub(crate) struct ShardState {
     timers: TimerHeap,
     timed_live: usize,
     sweep_gen: u32,
+    /// Terminal commands still in memory, in the order they ended: the sweep
+    /// takes them from the front once their grace (or retention) is over.
+    ended: VecDeque<u32>,
+    /// Terminal commands move to a history after their grace period
+    /// (`CoreConfig::history_grace`) instead of staying for the retention.
+    archive: bool,
     /// Records restored so far (orders restored entries).
     restored: u64,
     /// While restoring: placeholder slots of devices removed before the restart.
@@ -234,6 +246,10 @@ pub(crate) enum CreateRefusal {
     Overloaded,
 }
 
+/// A cancel task without its commands, and its commands: from memory, or
+/// the id of one that has left it.
+pub(crate) type TaskParts = (CancelTask, Vec<Result<Command, CommandId>>);
+
 /// Refusals of lookups that need an owned device.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Lookup {
@@ -241,7 +257,7 @@ pub(crate) enum Lookup {
 }
 
 impl ShardState {
-    pub(crate) fn new(index: u16, cfg: Arc<CoreConfig>, seed: u64, now: Timestamp) -> Self {
+    pub(crate) fn new(index: u16, cfg: Arc<CoreConfig>, seed: u64, now: Timestamp, archive: bool) -> Self {
         let shards = u64::from(cfg.shard_count);
         let live_max = cfg.live_max.div_ceil(shards).max(1);
         let mut st = Self {
@@ -269,6 +285,8 @@ impl ShardState {
             timers: TimerHeap::default(),
             timed_live: 0,
             sweep_gen: 0,
+            ended: VecDeque::new(),
+            archive,
             restored: 0,
             restore_removed: std::collections::HashMap::new(),
             stats: ShardStats::default(),
@@ -493,8 +511,8 @@ impl ShardState {
         if self.stats.live >= self.live_max {
             return Err(CreateRefusal::Overloaded);
         }
-        let slot = match self.free_commands.pop() {
-            Some(s) => s,
+        let (slot, timer_gen) = match self.free_commands.pop() {
+            Some(free) => free,
             None => {
                 let Ok(s) = u32::try_from(self.commands.push_empty()) else {
                     return Err(CreateRefusal::Overloaded);
@@ -502,8 +520,7 @@ impl ShardState {
                 if s > TIMER_SLOT_MAX {
                     return Err(CreateRefusal::Overloaded);
                 }
-
-                s
+                (s, 0)
             }
         };
         // Truncation intended: 64 random bits are kept, the id's other 16 come from `seq`.
@@ -540,7 +557,7 @@ impl ShardState {
                 app: app_key,
                 prev: NIL,
                 next: NIL,
-                timer_gen: 0,
+                timer_gen,
                 max_retransmit: req.max_retransmit.unwrap_or(crate::command::MAX_RETRANSMIT_DEFAULT),
                 issued_times: 0,
                 status: CommandStatus::Pending,
@@ -628,6 +645,7 @@ impl ShardState {
             None => self.disarm_command(slot),
         }
         if to.is_terminal() {
+            self.ended.push_back(slot);
             self.stats.live = self.stats.live.saturating_sub(1);
             if let Some(d) = self.live_device_mut(device) {
                 d.live = d.live.saturating_sub(1);
@@ -778,6 +796,11 @@ impl ShardState {
         d.awake_until = d.awake_until.max(now.saturating_add(window));
         self.release(slot, now, fx);
         Some(())
+    }
+
+    /// Counts a late device event for a command no longer in memory.
+    pub(crate) fn count_late_event(&mut self) {
+        self.stats.late_events_ignored += 1;
     }
 
     fn ignored(&mut self, slot: u32) -> DeviceEventOutcome {
@@ -943,29 +966,41 @@ impl ShardState {
     }
 
     pub(crate) fn task_snapshot(&self, slot: u32) -> Option<CancelTask> {
+        let (mut task, commands) = self.task_parts(slot)?;
+        task.commands = commands.into_iter().filter_map(Result::ok).collect();
+        Some(task)
+    }
+
+    /// A task (its `commands` left empty) and its commands as memory has
+    /// them, in the task's order: `Err(id)` for one that has left memory
+    /// (the dispatcher looks it up in the history).
+    pub(crate) fn task_parts(&self, slot: u32) -> Option<TaskParts> {
         let t = self.tasks.get(slot as usize)?.as_ref()?;
-        Some(CancelTask {
+        let task = CancelTask {
             id: t.id,
             app_id: self.apps[t.app as usize].id.clone(),
             device_id: self.devices[t.device as usize].id().clone(),
             status: t.status,
             creation_time: t.created,
             finish_time: t.finished,
-            commands: t
-                .commands
-                .iter()
-                .filter(|(s, id)| self.entry(*s).is_some_and(|e| e.id(self.index, *s) == *id))
-                .filter_map(|(s, _)| self.snapshot(*s))
-                .collect(),
-        })
+            commands: Vec::new(),
+        };
+        let commands = t
+            .commands
+            .iter()
+            .map(|&(s, id)| {
+                self.entry(s)
+                    .filter(|e| e.id(self.index, s) == id)
+                    .and_then(|_| self.snapshot(s))
+                    .ok_or(id)
+            })
+            .collect();
+        Some((task, commands))
     }
 
-    /// Tasks of `app` in this shard, oldest first, that pass `keep`.
-    pub(crate) fn tasks_of(
-        &self,
-        app: &AppId,
-        keep: &dyn Fn(&CancelTask) -> bool,
-    ) -> Vec<(Timestamp, u64, CancelTask)> {
+    /// Tasks of `app` in this shard, oldest first, that pass `keep` (which
+    /// sees each task without its commands).
+    pub(crate) fn tasks_of(&self, app: &AppId, keep: &dyn Fn(&CancelTask) -> bool) -> Vec<(Timestamp, u64, TaskParts)> {
         let Some(key) = self.app_key(app) else {
             return Vec::new();
         };
@@ -974,9 +1009,9 @@ impl ShardState {
             .iter()
             .filter_map(|&slot| {
                 let seq = self.tasks[slot as usize].as_ref()?.seq;
-                self.task_snapshot(slot).map(|t| (t.creation_time, seq, t))
+                self.task_parts(slot).map(|t| (t.0.creation_time, seq, t))
             })
-            .filter(|(_, _, t)| keep(t))
+            .filter(|(_, _, t)| keep(&t.0))
             .collect()
     }
 
@@ -1124,42 +1159,98 @@ impl ShardState {
         }
     }
 
-    /// Frees terminal commands and finished tasks past their retention, oldest
-    /// first per application, at most [`SWEEP_BATCH_MAX`] per call.
+    /// Frees terminal commands past their grace (to the history) or their
+    /// retention, in the order they ended, and finished tasks past their
+    /// retention, oldest first per application; at most [`SWEEP_BATCH_MAX`]
+    /// per call.
     fn sweep(&mut self, now: Timestamp, fx: &mut Effects) {
         let retention = self.cfg.retention;
-        let mut budget = SWEEP_BATCH_MAX;
-        for a in 0..self.apps.len() {
-            while budget > 0 {
-                let Some(front) = self.apps[a].commands.front().copied() else {
-                    break;
-                };
-                let done = self
-                    .entry(front)
-                    .and_then(|c| set(c.terminal_at))
-                    .is_some_and(|t| t.saturating_add(retention) <= now);
-                if !done {
-                    break;
+        let stay = if self.archive {
+            self.cfg.history_grace.min(retention)
+        } else {
+            retention
+        };
+        let mut leaving: Vec<u32> = Vec::new();
+        while leaving.len() < SWEEP_BATCH_MAX {
+            let Some(&front) = self.ended.front() else { break };
+            let due = match self.entry(front) {
+                Some(c) if c.status.is_terminal() => c.terminal_at.saturating_add(stay) <= now,
+                // Not a terminal command (cannot happen: `ended` only names
+                // terminal slots, which only this sweep frees): drop the entry.
+                _ => {
+                    self.ended.pop_front();
+                    continue;
                 }
-                self.apps[a].commands.pop_front();
-                fx.forget_command(|| self.snapshot(front));
-                let device = self.entry(front).map_or(NIL, |c| c.device);
-                if let Some(d) = self.live_device_mut(device) {
-                    // The device's commands are all the app's, so its oldest is this one.
-                    if let Some(h) = d.history.as_mut() {
-                        if h.front() == Some(&front) {
-                            h.pop_front();
-                        }
-                        if h.is_empty() {
-                            d.history = None;
-                        }
-                    }
-                }
-                self.commands.set(front as usize, None);
-                self.free_commands.push(front);
-                self.stats.swept += 1;
-                budget -= 1;
+            };
+            if !due {
+                break;
             }
+            self.ended.pop_front();
+            leaving.push(front);
+        }
+        let budget = SWEEP_BATCH_MAX - leaving.len();
+        self.free_ended(&leaving, now, fx);
+        self.sweep_tasks(budget, now, fx);
+    }
+
+    /// Takes the terminal commands in `leaving` out of the indexes and
+    /// memory, handing each to the history or telling the store to forget it.
+    /// Indexes are filtered once per application and device touched: a
+    /// sweep costs the size of those indexes, not a removal each.
+    fn free_ended(&mut self, leaving: &[u32], now: Timestamp, fx: &mut Effects) {
+        if leaving.is_empty() {
+            return;
+        }
+        let mut sorted = leaving.to_vec();
+        sorted.sort_unstable();
+        let gone = |s: &u32| sorted.binary_search(s).is_ok();
+        let mut apps: Vec<u32> = leaving.iter().filter_map(|&s| self.entry(s).map(|c| c.app)).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        for a in apps {
+            if let Some(app) = self.apps.get_mut(a as usize) {
+                app.commands.retain(|s| !gone(s));
+            }
+        }
+        let mut devices: Vec<u32> = leaving
+            .iter()
+            .filter_map(|&s| self.entry(s).map(|c| c.device))
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for d in devices {
+            if let Some(d) = self.live_device_mut(d)
+                && let Some(h) = d.history.as_mut()
+            {
+                h.retain(|s| !gone(s));
+                if h.is_empty() {
+                    d.history = None;
+                }
+            }
+        }
+        let retention = self.cfg.retention;
+        for &slot in leaving {
+            let expired = self
+                .entry(slot)
+                .is_some_and(|c| c.terminal_at.saturating_add(retention) <= now);
+            if self.archive && !expired {
+                fx.archive_command(|| self.snapshot(slot));
+                self.stats.archived += 1;
+            } else {
+                fx.forget_command(|| self.snapshot(slot));
+            }
+            // Past every generation the freed command used (see `free_commands`).
+            let next_gen = self.entry(slot).map_or(0, |c| c.timer_gen.wrapping_add(1));
+            self.commands.set(slot as usize, None);
+            self.free_commands.push((slot, next_gen));
+            self.stats.swept += 1;
+        }
+    }
+
+    /// Frees up to `budget` finished tasks past their retention, then arms the next sweep.
+    fn sweep_tasks(&mut self, mut budget: usize, now: Timestamp, fx: &mut Effects) {
+        let retention = self.cfg.retention;
+        for a in 0..self.apps.len() {
             while budget > 0 {
                 let Some(front) = self.apps[a].tasks.front().copied() else {
                     break;
@@ -1203,72 +1294,47 @@ impl ShardState {
         (lo, hi.max(lo))
     }
 
-    /// Number of the app's commands created in `[from, to)`.
-    pub(crate) fn count_app(&self, app: &AppId, from: Timestamp, to: Timestamp) -> u64 {
-        let Some(key) = self.app_key(app) else { return 0 };
-        let (lo, hi) = self.window(&self.apps[key as usize].commands, from, to);
+    /// The in-memory index of a scope: an application's commands in this
+    /// shard, or one device's.
+    fn scope_index(&self, scope: HistoryScope<'_>) -> Option<&VecDeque<u32>> {
+        match scope {
+            HistoryScope::App(app) => self.app_key(app).map(|k| &self.apps[k as usize].commands),
+            HistoryScope::Device(id) => self.live_device(self.find_device(id)?)?.history.as_deref(),
+        }
+    }
+
+    /// Number of the scope's commands in memory created in `[from, to)`.
+    pub(crate) fn count(&self, scope: HistoryScope<'_>, from: Timestamp, to: Timestamp) -> u64 {
+        let Some(idx) = self.scope_index(scope) else { return 0 };
+        let (lo, hi) = self.window(idx, from, to);
         (hi - lo) as u64
     }
 
-    /// The `skip`-th of the app's commands created exactly at `t`, as a cursor, if any.
-    pub(crate) fn tie_cursor(&self, app: &AppId, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)> {
-        let key = self.app_key(app)?;
-        let idx = &self.apps[key as usize].commands;
+    /// The `skip`-th of the scope's commands created exactly at `t`, as a cursor, if any.
+    pub(crate) fn tie_cursor(&self, scope: HistoryScope<'_>, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)> {
+        let idx = self.scope_index(scope)?;
         let lo = idx.partition_point(|&s| self.key(s).0 < t);
         let pos = lo.checked_add(usize::try_from(skip).ok()?)?;
         idx.get(pos).map(|&s| self.key(s)).filter(|k| k.0 == t)
     }
 
-    /// Up to `n` of the app's commands with key ≥ `cursor` and creation before `to`.
-    pub(crate) fn fetch_app(
+    /// Up to `n` of the scope's commands with key ≥ `cursor` and creation before `to`.
+    pub(crate) fn fetch(
         &self,
-        app: &AppId,
+        scope: HistoryScope<'_>,
         cursor: (Timestamp, u64),
         to: Timestamp,
         n: usize,
     ) -> Vec<((Timestamp, u64), Command)> {
-        let Some(key) = self.app_key(app) else {
+        let Some(idx) = self.scope_index(scope) else {
             return Vec::new();
         };
-        let idx = &self.apps[key as usize].commands;
         let start = idx.partition_point(|&s| self.key(s) < cursor);
         idx.range(start..)
             .take_while(|&&s| self.key(s).0 < to)
             .take(n)
             .filter_map(|&s| self.snapshot(s).map(|c| (self.key(s), c)))
             .collect()
-    }
-
-    /// One page of a device's commands created in `[from, to)`, and their total.
-    pub(crate) fn device_page(
-        &self,
-        app: &AppId,
-        device: &DeviceId,
-        from: Timestamp,
-        to: Timestamp,
-        offset: u64,
-        n: usize,
-    ) -> Result<(u64, Vec<Command>), Lookup> {
-        let slot = self.owned_device(app, device).ok_or(Lookup::NotFound)?;
-        let Some(d) = self.live_device(slot) else {
-            return Err(Lookup::NotFound);
-        };
-        let Some(history) = d.history.as_deref() else {
-            return Ok((0, Vec::new()));
-        };
-        let (lo, hi) = self.window(history, from, to);
-        let total = (hi - lo) as u64;
-        let start = usize::try_from(offset)
-            .ok()
-            .and_then(|o| lo.checked_add(o))
-            .unwrap_or(hi)
-            .min(hi);
-        let page = history
-            .range(start..hi)
-            .take(n)
-            .filter_map(|&s| self.snapshot(s))
-            .collect();
-        Ok((total, page))
     }
 
     /// How many devices have a number of live commands in each bucket:
@@ -1300,6 +1366,19 @@ impl ShardState {
         }
         if live != self.stats.live {
             return Err(format!("live count {} != {}", self.stats.live, live));
+        }
+        let terminal = self.commands.iter().filter(|c| c.status.is_terminal()).count();
+        if terminal != self.ended.len()
+            || self
+                .ended
+                .iter()
+                .any(|&s| !self.entry(s).is_some_and(|c| c.status.is_terminal()))
+        {
+            return Err(format!(
+                "{} terminal commands in memory, {} in the ended queue",
+                terminal,
+                self.ended.len()
+            ));
         }
         let mut by_status = [0u64; 3];
         for c in self.commands.iter() {

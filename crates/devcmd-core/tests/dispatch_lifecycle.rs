@@ -413,3 +413,52 @@ fn times_are_platform_times() {
     let cmd = h.cached(&dev);
     assert_eq!(cmd.creation_time, Timestamp::from_millis(T0 + 42_000));
 }
+
+/// Regression: a freed slot's next command started its timer generations
+/// from 0, so a stale deadline of the slot's earlier command (cancelled
+/// lazily, still in the heap) could match and fire the new command early.
+/// Slots are freed after retention, and with a history after a grace of
+/// seconds, which made this likely.
+#[test]
+fn a_reused_slot_never_fires_its_earlier_commands_deadlines() {
+    let h = Harness::with_config(CoreConfig {
+        shard_count: 1,
+        id_seed: Some(7),
+        retention: Duration::from_secs(1),
+        sweep_interval: Duration::from_secs(1),
+        ..CoreConfig::default()
+    });
+    // Live deadlines keep the heap from compacting the stale ones away.
+    let idle = h.device(DeliveryProfile::Psm);
+    for _ in 0..8 {
+        h.cached(&idle);
+    }
+    // The first command at the slot is delivered (result deadline T0+180 s,
+    // its third timer generation), then completes: that deadline stays in
+    // the heap, stale.
+    let psm = h.device(DeliveryProfile::Psm);
+    let first = h.cached(&psm);
+    h.core.device_awake(&psm).unwrap().durable().unwrap();
+    h.core.ack(first.id).unwrap().durable().unwrap();
+    let ok = CommandOutcome {
+        success: true,
+        detail: None,
+    };
+    h.core.result(first.id, ok).unwrap().durable().unwrap();
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.core.stats().swept, 1, "the finished command left memory");
+    // The second is delivered at T0+3 s: its result deadline is T0+183 s,
+    // also its third generation.
+    let drx = h.device(DeliveryProfile::Drx);
+    let second = h.cached(&drx);
+    assert_eq!(second.id.slot(), first.id.slot(), "the slot is reused");
+    h.core.ack(second.id).unwrap().durable().unwrap();
+    h.at_ms(181_000);
+    assert_eq!(
+        h.core.command(&h.caller, second.id).map(|c| c.status),
+        Ok(S::Delivered),
+        "the first command's deadline is not the second's"
+    );
+    h.at_ms(183_500);
+    assert_eq!(h.status(second.id), S::Timeout);
+}

@@ -52,6 +52,57 @@ pub fn by_device_key(device: &DeviceId, created: Timestamp, id: CommandId) -> Ve
     k
 }
 
+/// Width of one history counter bucket, in milliseconds.
+pub const COUNT_BUCKET_MS: u64 = 60_000;
+
+/// Key of a history retention entry: version, the instant the command
+/// ended, then its id; the sweep reads them in that order.
+pub fn ended_key(ended: Timestamp, id: CommandId) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = KEY_VERSION;
+    k[1..9].copy_from_slice(&ended.as_millis().to_be_bytes());
+    k[9..].copy_from_slice(&id.to_u128().to_be_bytes());
+    k
+}
+
+/// The end instant and command of a retention entry key.
+pub fn decode_ended_key(key: &[u8]) -> Result<(Timestamp, CommandId), DecodeError> {
+    if key.len() != 25 {
+        return Err(err("wrong length", key.len()));
+    }
+    decode_index_tail(key)
+}
+
+/// Key of a history counter: the application, then its bucket (creation
+/// time / [`COUNT_BUCKET_MS`]).
+pub fn count_key(app: &AppId, bucket: u64) -> Vec<u8> {
+    let mut k = app_prefix(app);
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k
+}
+
+/// The application and bucket of a counter key.
+pub fn decode_count_key(key: &[u8]) -> Result<(AppId, u64), DecodeError> {
+    if key.first() != Some(&KEY_VERSION) {
+        return Err(err("unknown version", 0));
+    }
+    let len_bytes: [u8; 2] = key
+        .get(1..3)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(err("truncated", 1))?;
+    let len = usize::from(u16::from_be_bytes(len_bytes));
+    let app = key.get(3..3 + len).ok_or(err("truncated", 3))?;
+    let bucket: [u8; 8] = key
+        .get(3 + len..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(err("wrong length", key.len()))?;
+    let app = std::str::from_utf8(app)
+        .ok()
+        .and_then(|a| AppId::new(a).ok())
+        .ok_or(err("invalid appId", 3))?;
+    Ok((app, u64::from_be_bytes(bucket)))
+}
+
 fn err(what: &'static str, at: usize) -> DecodeError {
     DecodeError {
         record: "index key",
@@ -114,7 +165,7 @@ mod tests {
         assert!(a.starts_with(&app_prefix(&app)));
         assert_eq!(
             decode_by_app_key(&b).unwrap(),
-            (app, Timestamp::from_millis(6), CommandId::from_u128(1))
+            (app.clone(), Timestamp::from_millis(6), CommandId::from_u128(1))
         );
         let dev = DeviceId::new("92d3f8da-200a-4143-8d0d-591a7e11de6c").unwrap();
         let k = by_device_key(&dev, Timestamp::from_millis(7), CommandId::from_u128(3));
@@ -123,6 +174,16 @@ mod tests {
             (Timestamp::from_millis(7), CommandId::from_u128(3))
         );
         assert!(decode_by_app_key(&[1, 0]).is_err());
+        let e = ended_key(Timestamp::from_millis(8), CommandId::from_u128(4));
+        assert_eq!(
+            decode_ended_key(&e).unwrap(),
+            (Timestamp::from_millis(8), CommandId::from_u128(4))
+        );
+        assert!(e < ended_key(Timestamp::from_millis(9), CommandId::from_u128(0)));
+        assert!(decode_ended_key(&e[..24]).is_err());
+        let c = count_key(&app, 77);
+        assert_eq!(decode_count_key(&c).unwrap(), (app.clone(), 77));
+        assert!(decode_count_key(&c[..c.len() - 1]).is_err());
         assert!(decode_index_tail(&[]).is_err());
     }
 }

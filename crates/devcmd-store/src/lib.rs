@@ -36,6 +36,7 @@
 //! ```
 
 mod codec;
+mod history;
 mod keys;
 mod writer;
 
@@ -51,8 +52,8 @@ pub use codec::{
     encode_device, encode_task,
 };
 pub use keys::{
-    KEY_VERSION, app_prefix, by_app_key, by_device_key, command_key, decode_by_app_key, decode_index_tail,
-    device_prefix,
+    COUNT_BUCKET_MS, KEY_VERSION, app_prefix, by_app_key, by_device_key, command_key, count_key, decode_by_app_key,
+    decode_count_key, decode_ended_key, decode_index_tail, device_prefix, ended_key,
 };
 pub use writer::{GroupCommit, WriterStats};
 
@@ -118,11 +119,18 @@ pub(crate) struct Keyspaces {
     by_device: Keyspace,
     tasks: Keyspace,
     outbox: Keyspace,
+    history: Keyspace,
+    ended: Keyspace,
+    counts: Keyspace,
 }
 
 /// The durable store on fjall.
 pub struct FjallStore {
     path: PathBuf,
+    /// The keyspaces history reads use; let go at close, so that closing
+    /// releases the directory's lock.
+    ks: parking_lot::RwLock<Option<Arc<Keyspaces>>>,
+    counts: Arc<history::HistoryCounts>,
     writer: writer::Writer,
     stats: Arc<WriterStats>,
 }
@@ -135,7 +143,7 @@ impl std::fmt::Debug for FjallStore {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -158,6 +166,9 @@ impl FjallStore {
             by_device: ks("commands_by_device")?,
             tasks: ks("cancel_tasks")?,
             outbox: ks("callback_outbox")?,
+            history: ks("history")?,
+            ended: ks("history_by_end")?,
+            counts: ks("history_counts")?,
         };
         let opened = started.elapsed();
         let mut recovered = Recovered::default();
@@ -199,6 +210,7 @@ impl FjallStore {
                 }),
             }
         }
+        let counts = Arc::new(history::HistoryCounts::load(&keyspaces.counts, &mut recovered.corrupt));
         recovered.opened_in = opened;
         recovered.took = started.elapsed();
         let live = recovered
@@ -222,9 +234,19 @@ impl FjallStore {
         for c in &recovered.corrupt {
             tracing::error!(keyspace = c.keyspace, key = %c.key_hex, error = %c.error, "corrupt record in the store");
         }
-        let writer = writer::Writer::start(db, Arc::new(keyspaces), config.group_commit)?;
+        let ks = Arc::new(keyspaces);
+        let writer = writer::Writer::start(db, Arc::clone(&ks), Arc::clone(&counts), config.group_commit)?;
         let stats = Arc::clone(&writer.stats);
-        Ok((Arc::new(Self { path, writer, stats }), recovered))
+        Ok((
+            Arc::new(Self {
+                path,
+                ks: parking_lot::RwLock::new(Some(ks)),
+                counts,
+                writer,
+                stats,
+            }),
+            recovered,
+        ))
     }
 
     /// The data directory.
@@ -242,9 +264,15 @@ impl FjallStore {
         &self.stats
     }
 
-    /// Commits what is queued and stops the writer; later submissions fail with `Closed`.
+    /// Commits what is queued and stops the writer; later submissions and
+    /// history reads fail with `Closed`, and the directory is free again.
     pub fn close(&self) {
         self.writer.close();
+        self.ks.write().take();
+    }
+
+    fn keyspaces(&self) -> Result<Arc<Keyspaces>, devcmd_core::StoreError> {
+        self.ks.read().clone().ok_or(devcmd_core::StoreError::Closed)
     }
 }
 

@@ -10,11 +10,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use devcmd_core::{Commit, CommitSignal, Mutation, StoreError};
+use std::collections::HashMap;
+
+use devcmd_core::{AppId, CommandId, Commit, CommitSignal, Mutation, StoreError};
 use fjall::{Database, PersistMode};
 
 use crate::Keyspaces;
 use crate::codec;
+use crate::history::HistoryCounts;
 use crate::keys;
 
 /// Which keyspace an entry goes to.
@@ -27,19 +30,33 @@ enum Ks {
     ByDevice,
     Tasks,
     Outbox,
+    History,
+    Ended,
 }
 
 /// One encoded write: a key and its new value, or `None` to remove it.
-struct Entry {
+pub(crate) struct Entry {
     ks: Ks,
     key: Vec<u8>,
     value: Option<Vec<u8>>,
+}
+
+/// A change of one history counter: +1 when a command is archived, -1 when
+/// the history sweep deletes it. Applied by the writer only if the command's
+/// history record is absent (+1) or present (-1) at commit, so that an
+/// archive or a deletion written twice counts once.
+pub(crate) struct CountDelta {
+    pub(crate) app: AppId,
+    pub(crate) bucket: u64,
+    pub(crate) id: CommandId,
+    pub(crate) add: bool,
 }
 
 /// One submission, already encoded (on the submitting thread, so the writer
 /// thread only builds the batch and syncs), and the signal that completes it.
 struct Job {
     entries: Vec<Entry>,
+    counts: Vec<CountDelta>,
     mutations: usize,
     signal: Arc<CommitSignal>,
 }
@@ -99,15 +116,20 @@ impl Default for GroupCommit {
 }
 
 impl Writer {
-    pub(crate) fn start(db: Database, ks: Arc<Keyspaces>, cfg: GroupCommit) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        db: Database,
+        ks: Arc<Keyspaces>,
+        counts: Arc<HistoryCounts>,
+        cfg: GroupCommit,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_max.max(1));
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WriterStats::default());
         let handle = {
-            let (poisoned, stats) = (Arc::clone(&poisoned), Arc::clone(&stats));
+            let (poisoned, stats, counts) = (Arc::clone(&poisoned), Arc::clone(&stats), Arc::clone(&counts));
             std::thread::Builder::new()
                 .name("devcmd-store-writer".into())
-                .spawn(move || run(&db, &ks, rx, cfg, &poisoned, &stats))?
+                .spawn(move || run(&db, &ks, &counts, rx, cfg, &poisoned, &stats))?
         };
         Ok(Self {
             tx,
@@ -119,6 +141,12 @@ impl Writer {
     }
 
     pub(crate) fn submit(&self, mutations: Vec<Mutation>) -> Commit {
+        let (entries, counts) = encode(&mutations);
+        self.submit_entries(entries, counts, mutations.len())
+    }
+
+    /// Submits writes already encoded (the history sweep's deletions).
+    pub(crate) fn submit_entries(&self, entries: Vec<Entry>, counts: Vec<CountDelta>, mutations: usize) -> Commit {
         if self.poisoned.load(Ordering::Acquire) {
             return Commit::failed(StoreError::Poisoned);
         }
@@ -127,8 +155,9 @@ impl Writer {
         }
         let signal = CommitSignal::new();
         let job = Job {
-            entries: encode(&mutations),
-            mutations: mutations.len(),
+            entries,
+            counts,
+            mutations,
             signal: Arc::clone(&signal),
         };
         // A send that fails drops the job, which completes the signal with Closed.
@@ -165,7 +194,15 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poisoned: &AtomicBool, stats: &WriterStats) {
+fn run(
+    db: &Database,
+    ks: &Keyspaces,
+    counts: &HistoryCounts,
+    rx: Receiver<Msg>,
+    cfg: GroupCommit,
+    poisoned: &AtomicBool,
+    stats: &WriterStats,
+) {
     let mut closing = false;
     while !closing {
         let first = match rx.recv() {
@@ -200,7 +237,7 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
             Err(StoreError::Poisoned)
         } else {
             let started = Instant::now();
-            let r = commit(db, ks, &mut jobs);
+            let r = commit(db, ks, counts, &mut jobs);
             let took = started.elapsed();
             let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -226,13 +263,14 @@ fn run(db: &Database, ks: &Keyspaces, rx: Receiver<Msg>, cfg: GroupCommit, poiso
     drop(rx);
 }
 
-fn encode(mutations: &[Mutation]) -> Vec<Entry> {
+fn encode(mutations: &[Mutation]) -> (Vec<Entry>, Vec<CountDelta>) {
     let put = |ks, key: Vec<u8>, value: Vec<u8>| Entry {
         ks,
         key,
         value: Some(value),
     };
     let mut out = Vec::with_capacity(mutations.len());
+    let mut counts = Vec::new();
     for m in mutations {
         match m {
             Mutation::PutApp(a) => out.push(put(Ks::Apps, a.id.as_str().as_bytes().to_vec(), codec::encode_app(a))),
@@ -249,27 +287,42 @@ fn encode(mutations: &[Mutation]) -> Vec<Entry> {
                 key: id.to_string().into_bytes(),
                 value: None,
             }),
-            // Live commands are all in memory (recovery loads every one), so
-            // the history indexes are written once, when a command ends: a
-            // durable create costs one key, not three.
+            // Commands in memory are all in `commands` (recovery loads every
+            // one), so a durable create costs one key; the history indexes
+            // are written once, when the command moves to the history.
             Mutation::CreateCommand(c) | Mutation::PutCommand(c) => {
                 out.push(put(
                     Ks::Commands,
                     keys::command_key(c.id).to_vec(),
                     codec::encode_command(c),
                 ));
-                if c.status.is_terminal() {
-                    out.push(put(
-                        Ks::ByApp,
-                        keys::by_app_key(&c.app_id, c.creation_time, c.id),
-                        Vec::new(),
-                    ));
-                    out.push(put(
-                        Ks::ByDevice,
-                        keys::by_device_key(&c.device_id, c.creation_time, c.id),
-                        Vec::new(),
-                    ));
-                }
+            }
+            Mutation::ArchiveCommand(c) => {
+                let key = keys::command_key(c.id).to_vec();
+                out.push(Entry {
+                    ks: Ks::Commands,
+                    key: key.clone(),
+                    value: None,
+                });
+                out.push(put(Ks::History, key, codec::encode_command(c)));
+                out.push(put(
+                    Ks::ByApp,
+                    keys::by_app_key(&c.app_id, c.creation_time, c.id),
+                    Vec::new(),
+                ));
+                out.push(put(
+                    Ks::ByDevice,
+                    keys::by_device_key(&c.device_id, c.creation_time, c.id),
+                    Vec::new(),
+                ));
+                let ended = c.terminal_time.unwrap_or(c.creation_time);
+                out.push(put(Ks::Ended, keys::ended_key(ended, c.id).to_vec(), Vec::new()));
+                counts.push(CountDelta {
+                    app: c.app_id.clone(),
+                    bucket: c.creation_time.as_millis() / keys::COUNT_BUCKET_MS,
+                    id: c.id,
+                    add: true,
+                });
             }
             Mutation::PutCancelTask(t) => {
                 out.push(put(
@@ -304,12 +357,50 @@ fn encode(mutations: &[Mutation]) -> Vec<Entry> {
             }),
         }
     }
-    out
+    (out, counts)
 }
 
-fn commit(db: &Database, ks: &Keyspaces, jobs: &mut [Job]) -> fjall::Result<()> {
+/// A removal, for the history sweep.
+pub(crate) fn removal(ks: HistoryKs, key: Vec<u8>) -> Entry {
+    let ks = match ks {
+        HistoryKs::Record => Ks::History,
+        HistoryKs::ByApp => Ks::ByApp,
+        HistoryKs::ByDevice => Ks::ByDevice,
+        HistoryKs::Ended => Ks::Ended,
+    };
+    Entry { ks, key, value: None }
+}
+
+/// The keyspaces of the history, named for [`removal`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HistoryKs {
+    Record,
+    ByApp,
+    ByDevice,
+    Ended,
+}
+
+fn commit(db: &Database, ks: &Keyspaces, counts: &HistoryCounts, jobs: &mut [Job]) -> fjall::Result<()> {
     // Explicit: fjall's default batch durability does not sync.
     let mut batch = db.batch().durability(Some(PersistMode::SyncData));
+    // Counters first, while the history records are still as before this batch.
+    let mut touched: HashMap<(AppId, u64), u64> = HashMap::new();
+    for d in jobs.iter_mut().flat_map(|j| j.counts.drain(..)) {
+        if ks.history.contains_key(keys::command_key(d.id))? == d.add {
+            continue;
+        }
+        let key = (d.app, d.bucket);
+        let n = touched.entry(key.clone()).or_insert_with(|| counts.get(&key.0, key.1));
+        *n = if d.add { *n + 1 } else { n.saturating_sub(1) };
+    }
+    for ((app, bucket), n) in &touched {
+        let key = keys::count_key(app, *bucket);
+        if *n == 0 {
+            batch.remove(&ks.counts, key);
+        } else {
+            batch.insert(&ks.counts, key, n.to_be_bytes().to_vec());
+        }
+    }
     for e in jobs.iter_mut().flat_map(|j| j.entries.drain(..)) {
         let keyspace = match e.ks {
             Ks::Apps => &ks.apps,
@@ -319,11 +410,15 @@ fn commit(db: &Database, ks: &Keyspaces, jobs: &mut [Job]) -> fjall::Result<()> 
             Ks::ByDevice => &ks.by_device,
             Ks::Tasks => &ks.tasks,
             Ks::Outbox => &ks.outbox,
+            Ks::History => &ks.history,
+            Ks::Ended => &ks.ended,
         };
         match e.value {
             Some(v) => batch.insert(keyspace, e.key, v),
             None => batch.remove(keyspace, e.key),
         }
     }
-    batch.commit()
+    batch.commit()?;
+    counts.set(touched);
+    Ok(())
 }

@@ -228,32 +228,6 @@ fn corrupt_records_are_reported_with_where_and_what() {
 }
 
 #[test]
-fn history_index_entries_are_written_when_a_command_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = open(dir.path(), T0);
-    let (psm, _) = setup(&n);
-    let ended = create(&n, &psm);
-    let live = create(&n, &psm);
-    n.core.cancel_command(&caller(), ended.id).unwrap().durable().unwrap();
-    shut(n);
-    let db = fjall::Database::builder(dir.path()).open().unwrap();
-    let by_app = db
-        .keyspace("commands_by_app", fjall::KeyspaceCreateOptions::default)
-        .unwrap();
-    let keys: Vec<_> = by_app.iter().map(|g| g.key().unwrap().to_vec()).collect();
-    assert_eq!(keys.len(), 1, "only the ended command is in the history index");
-    let (app, created, id) = devcmd_store::decode_by_app_key(&keys[0]).unwrap();
-    assert_eq!((app.as_str(), created, id), ("app", ended.creation_time, ended.id));
-    assert_ne!(id, live.id);
-    let by_device = db
-        .keyspace("commands_by_device", fjall::KeyspaceCreateOptions::default)
-        .unwrap();
-    let dkeys: Vec<_> = by_device.iter().map(|g| g.key().unwrap().to_vec()).collect();
-    assert_eq!(dkeys.len(), 1);
-    assert!(dkeys[0].starts_with(&devcmd_store::device_prefix(&psm)));
-}
-
-#[test]
 fn the_callback_outbox_is_durable_and_comes_back_in_key_order() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = FjallStore::open(dir.path(), StoreConfig::default()).unwrap();

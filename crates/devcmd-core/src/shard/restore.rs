@@ -112,6 +112,7 @@ impl ShardState {
             }
         }
         if c.status.is_terminal() {
+            self.ended.push_back(slot);
             return Ok(());
         }
         self.stats.live += 1;
@@ -181,9 +182,15 @@ impl ShardState {
     /// After restoring: every empty slot below the highest used one becomes free.
     pub(crate) fn finish_restore(&mut self) {
         self.restore_removed = HashMap::new();
+        // Restored in creation order; the sweep wants the order they ended.
+        let mut ended: Vec<u32> = self.ended.drain(..).collect();
+        ended.sort_by_key(|&s| self.entry(s).map_or(UNSET, |c| c.terminal_at));
+        self.ended = ended.into();
         self.free_commands = (0..self.commands_len())
             .filter(|&i| self.commands.get(i).is_none())
             .filter_map(|i| u32::try_from(i).ok())
+            // Nothing in the rebuilt heap names a free slot: any generation will do.
+            .map(|i| (i, 0))
             .rev()
             .collect();
         self.free_tasks = (0..self.tasks.len())

@@ -1,0 +1,250 @@
+//! Terminal commands leave memory for the store's history after their grace
+//! period and stay queryable until retention: pages, totals, single reads,
+//! cancels and cancel tasks see them exactly as if they had stayed in memory;
+//! recovery does not load them; the history sweep deletes them in batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use devcmd_core::*;
+use devcmd_store::{FjallStore, StoreConfig};
+
+const T0: u64 = 1_700_000_000_000;
+const GRACE: Duration = Duration::from_secs(60);
+const RETENTION: Duration = Duration::from_secs(6 * 3600);
+
+struct Node {
+    core: Dispatcher,
+    store: Arc<FjallStore>,
+    clock: VirtualClock,
+    report: RestoreReport,
+}
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        shard_count: 4,
+        history_grace: GRACE,
+        retention: RETENTION,
+        sweep_interval: Duration::from_secs(1),
+        id_seed: Some(7),
+        ..CoreConfig::default()
+    }
+}
+
+fn open(dir: &std::path::Path, at: u64) -> Node {
+    let (store, recovered) = FjallStore::open(dir, StoreConfig::default()).expect("store opens");
+    assert!(recovered.corrupt.is_empty(), "{:?}", recovered.corrupt);
+    let clock = VirtualClock::new(Timestamp::from_millis(at));
+    let core = Dispatcher::builder(config())
+        .clock(Arc::new(clock.clone()))
+        .store(store.clone())
+        .history(store.clone())
+        .build()
+        .unwrap();
+    let report = core.restore(recovered.state);
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    Node {
+        core,
+        store,
+        clock,
+        report,
+    }
+}
+
+fn shut(n: Node) {
+    drop(n.core);
+    n.store.close();
+}
+
+fn caller() -> Caller {
+    Caller::own(AppId::new("app").unwrap())
+}
+
+fn setup(n: &Node, devices: usize) -> Vec<DeviceId> {
+    n.core
+        .add_app(App {
+            id: AppId::new("app").unwrap(),
+            secret_hash: "h".into(),
+            quota: None,
+            authorized_apps: vec![],
+        })
+        .unwrap()
+        .durable()
+        .unwrap();
+    (0..devices)
+        .map(|i| {
+            n.core
+                .register_device(&caller(), NewDevice::new(&format!("node-{i}")))
+                .unwrap()
+                .durable()
+                .unwrap()
+                .id
+        })
+        .collect()
+}
+
+fn create(n: &Node, d: &DeviceId) -> Command {
+    n.core
+        .create_command(&caller(), NewCommand::new(d.clone(), "S", "M", r#"{"v":1}"#))
+        .unwrap()
+        .durable()
+        .unwrap()
+}
+
+fn list(
+    n: &Node,
+    device: Option<&DeviceId>,
+    from: Option<u64>,
+    to: Option<u64>,
+    page_no: u32,
+    size: u32,
+) -> Page<Command> {
+    n.core
+        .list_commands(
+            &caller(),
+            &CommandQuery {
+                device_id: device.cloned(),
+                from: from.map(Timestamp::from_millis),
+                to: to.map(Timestamp::from_millis),
+                page_no,
+                page_size: size,
+            },
+        )
+        .unwrap()
+}
+
+fn ids(p: &Page<Command>) -> Vec<CommandId> {
+    p.items.iter().map(|c| c.id).collect()
+}
+
+/// Every page of every window a client might ask for, as one comparable value.
+fn all_views(n: &Node, devices: &[DeviceId], t_end: u64) -> Vec<(u64, Vec<CommandId>)> {
+    let mut out = Vec::new();
+    let windows = [
+        (None, None),
+        (Some(T0 + 90_000), None),
+        (Some(T0 + 30_000), Some(T0 + 400_000)),
+        (None, Some(t_end - 45_000)),
+        (Some(T0 + 59_999), Some(T0 + 60_001)),
+    ];
+    for (from, to) in windows {
+        for size in [1, 7, 1000] {
+            for page in 0..4 {
+                let p = list(n, None, from, to, page, size);
+                out.push((p.total_size, ids(&p)));
+            }
+        }
+        for d in devices {
+            let p = list(n, Some(d), from, to, 0, 5);
+            out.push((p.total_size, ids(&p)));
+            let p = list(n, Some(d), from, to, 1, 5);
+            out.push((p.total_size, ids(&p)));
+        }
+    }
+    out
+}
+
+#[test]
+fn archived_commands_read_exactly_as_they_did_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let devices = setup(&n, 3);
+    // 150 commands over ~10 minutes, one every 4 s (so several per counter
+    // minute); every other one is cancelled at once, the rest stay PENDING
+    // (the devices are PSM and never report).
+    let mut made = Vec::new();
+    for i in 0..150usize {
+        let c = create(&n, &devices[i % 3]);
+        if i % 2 == 0 {
+            n.core.cancel_command(&caller(), c.id).unwrap().durable().unwrap();
+        }
+        made.push(c.id);
+        n.clock.advance(Duration::from_millis(4_000));
+    }
+    let t_end = n.clock.now().as_millis();
+    let before = all_views(&n, &devices, t_end);
+    let one = n.core.command(&caller(), made[0]).unwrap();
+    assert_eq!(one.status, CommandStatus::Canceled);
+    assert_eq!(list(&n, None, None, None, 0, 1000).total_size, 150);
+
+    // Past the grace period every cancelled command leaves memory.
+    n.core.advance(&n.clock, GRACE + Duration::from_secs(2));
+    assert_eq!(n.core.stats().archived, 75, "{:?}", n.core.stats());
+    n.core.check_invariants().unwrap();
+    assert_eq!(all_views(&n, &devices, t_end), before, "pages and totals unchanged");
+    assert_eq!(n.core.command(&caller(), made[0]).unwrap(), one);
+    assert_eq!(
+        n.core.cancel_command(&caller(), made[0]).unwrap_err(),
+        CancelError::NotCancellable {
+            status: CommandStatus::Canceled
+        }
+    );
+    let other = Caller::own(AppId::new("other").unwrap());
+    assert!(n.core.command(&other, made[0]).is_err(), "another app does not see it");
+
+    // Recovery loads only what memory held; the history still answers.
+    shut(n);
+    let n = open(dir.path(), t_end + 62_000);
+    assert_eq!(n.report.live_commands, 75);
+    assert_eq!(n.report.terminal_commands, 0);
+    assert_eq!(all_views(&n, &devices, t_end), before, "and after a restart");
+    shut(n);
+}
+
+#[test]
+fn the_history_sweep_deletes_past_retention_in_batches_and_counts_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let devices = setup(&n, 1);
+    for _ in 0..30 {
+        let c = create(&n, &devices[0]);
+        n.core.cancel_command(&caller(), c.id).unwrap().durable().unwrap();
+        n.clock.advance(Duration::from_secs(20));
+    }
+    n.core.advance(&n.clock, GRACE + Duration::from_secs(2));
+    assert_eq!(n.core.stats().archived, 30);
+    assert_eq!(list(&n, None, None, None, 0, 10).total_size, 30);
+    // Retention is counted from the end: the first 10 ended in the first 200 s.
+    n.clock
+        .advance_to(Timestamp::from_millis(T0 + RETENTION.as_millis() as u64 + 190_000));
+    let cutoff = Timestamp::from_millis(n.clock.now().as_millis() - RETENTION.as_millis() as u64);
+    assert_eq!(n.store.sweep_history(cutoff, 4).unwrap(), 4);
+    assert_eq!(list(&n, None, None, None, 0, 10).total_size, 26);
+    assert_eq!(n.store.sweep_history(cutoff, 100).unwrap(), 6);
+    assert_eq!(n.store.sweep_history(cutoff, 100).unwrap(), 0, "nothing more is due");
+    let p = list(&n, None, None, None, 0, 1000);
+    assert_eq!(p.total_size, 20);
+    assert_eq!(p.items.len(), 20);
+    assert_eq!(list(&n, Some(&devices[0]), None, None, 0, 1000).total_size, 20);
+    // The counters are durable: after a restart totals stay right.
+    shut(n);
+    let n = open(dir.path(), T0 + RETENTION.as_millis() as u64 + 200_000);
+    assert_eq!(list(&n, None, None, None, 0, 1000).total_size, 20);
+    assert_eq!(list(&n, None, Some(T0 + 300_000), None, 0, 1000).total_size, 15);
+    shut(n);
+}
+
+#[test]
+fn a_cancel_task_lists_its_commands_after_they_left_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = open(dir.path(), T0);
+    let devices = setup(&n, 1);
+    let made: Vec<_> = (0..3).map(|_| create(&n, &devices[0]).id).collect();
+    let task = n
+        .core
+        .create_cancel_task(&caller(), &devices[0])
+        .unwrap()
+        .durable()
+        .unwrap();
+    n.core.tick();
+    let done = n.core.cancel_task(&caller(), task.id).unwrap();
+    assert_eq!(done.status, CancelTaskStatus::Success);
+    n.core.advance(&n.clock, GRACE + Duration::from_secs(2));
+    assert_eq!(n.core.stats().archived, 3);
+    let later = n.core.cancel_task(&caller(), task.id).unwrap();
+    assert_eq!(later, done, "same task, same commands, from the history");
+    assert_eq!(later.commands.iter().map(|c| c.id).collect::<Vec<_>>(), made);
+    let listed = n.core.list_cancel_tasks(&caller(), &TaskQuery::default()).unwrap();
+    assert_eq!(listed.items, vec![done]);
+    shut(n);
+}
