@@ -299,6 +299,7 @@ impl From<CancelError> for ApiError {
         match e {
             CancelError::Access(a) => a.into(),
             CancelError::CommandNotFound => Self::CommandNotFound,
+            CancelError::Store(e) => e.into(),
             CancelError::NotCancellable { status } => Self::NotCancellable {
                 status: status.as_str(),
             },
@@ -326,6 +327,7 @@ impl From<QueryError> for ApiError {
             QueryError::DeviceNotFound => Self::DeviceNotFound,
             QueryError::CommandNotFound => Self::CommandNotFound,
             QueryError::TaskNotFound => Self::TaskNotFound,
+            QueryError::Store(e) => e.into(),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -183,6 +183,28 @@ impl Api {
         Ok(core)
     }
 
+    /// Runs `op` on the core: off the async workers (`spawn_blocking`) when
+    /// the core has a history, whose reads are disk reads and may wait for a
+    /// store batch; inline otherwise (memory only, microseconds).
+    async fn on_core<T, E>(
+        &self,
+        core: &Arc<Dispatcher>,
+        op: impl FnOnce(&Dispatcher) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        if !core.has_history() {
+            return op(core).map_err(Into::into);
+        }
+        let core = Arc::clone(core);
+        match tokio::task::spawn_blocking(move || op(&core)).await {
+            Ok(r) => r.map_err(Into::into),
+            Err(e) => Err(ApiError::Internal(format!("query task failed: {e}"))),
+        }
+    }
+
     /// Waits until every change a query may have shown (in the shard of
     /// `device`, or in all shards) is durable: nobody is told of a status
     /// the store could still lose.

@@ -58,6 +58,14 @@ pub fn describe() {
     describe_counter!(names::RETRANSMISSIONS, "Command resends.");
     describe_counter!(names::LATE_EVENTS_IGNORED, "Late device events ignored.");
     describe_gauge!(names::TIMER_ENTRIES, "Deadlines in the timer heaps.");
+    describe_counter!(
+        names::COMMANDS_LEFT_MEMORY,
+        "Terminal commands that left memory, to the history or gone."
+    );
+    describe_counter!(
+        names::HISTORY_DELETED,
+        "Commands deleted from the history past retention."
+    );
     describe_histogram!(
         names::TIMER_LAG_SECONDS,
         "Lateness of the earliest due deadline at a tick."
@@ -133,6 +141,8 @@ pub fn sample_core(core: &Dispatcher) {
     gauge!(names::TIMER_ENTRIES).set(s.timer_entries as f64);
     counter!(names::RETRANSMISSIONS).absolute(s.retransmissions);
     counter!(names::LATE_EVENTS_IGNORED).absolute(s.late_events_ignored);
+    counter!(names::COMMANDS_LEFT_MEMORY, "to" => "history").absolute(s.archived);
+    counter!(names::COMMANDS_LEFT_MEMORY, "to" => "gone").absolute(s.swept.saturating_sub(s.archived));
     let depths = core.device_depths(&DEPTH_BOUNDS);
     for (i, n) in depths.iter().enumerate() {
         let le: SharedString = match DEPTH_BOUNDS.get(i) {

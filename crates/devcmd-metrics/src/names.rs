@@ -21,6 +21,11 @@ pub const DEVICE_QUEUE_DEPTH: &str = "devcmd_device_queue_depth_devices";
 pub const RETRANSMISSIONS: &str = "devcmd_retransmissions_total";
 /// Device events for commands that had already moved on, ignored (counter).
 pub const LATE_EVENTS_IGNORED: &str = "devcmd_late_device_events_ignored_total";
+/// Terminal commands that left memory, by `to`: `history` (archived to
+/// the store's history after their grace) or `gone` (past retention) (counter).
+pub const COMMANDS_LEFT_MEMORY: &str = "devcmd_commands_left_memory_total";
+/// Commands deleted from the stored history past their retention (counter).
+pub const HISTORY_DELETED: &str = "devcmd_history_deleted_total";
 /// Deadlines in the timer heaps now, stale ones included (gauge).
 pub const TIMER_ENTRIES: &str = "devcmd_timer_entries";
 /// How late the earliest due deadline was when the ticker fired it, in seconds (histogram).

@@ -23,6 +23,8 @@
 //! command_timeout_s = 180
 //! result_timeout_s = 180
 //! retention_s = 259200
+//! history_grace_s = 60
+//! sweep_interval_ms = 1000
 //!
 //! [callbacks]          # optional: the callbackUrl pushes
 //! notify_expired_and_canceled = false
@@ -89,6 +91,11 @@ pub(crate) struct CoreFile {
     pub(crate) result_timeout_s: Option<u64>,
     /// Seconds terminal commands stay queryable.
     pub(crate) retention_s: Option<u64>,
+    /// Seconds terminal commands stay in memory before they move to the
+    /// stored history (still queryable there until the retention ends).
+    pub(crate) history_grace_s: Option<u64>,
+    /// Milliseconds between two sweeps of a shard (grace and retention).
+    pub(crate) sweep_interval_ms: Option<u64>,
 }
 
 /// Callback settings.
@@ -214,9 +221,15 @@ impl ConfigFile {
         toml::from_str(text)
     }
 
-    /// The core's settings: defaults with this file's changes.
+    /// The core's settings: defaults with this file's changes. The server
+    /// sweeps every second (the core's default is a minute, which suits
+    /// virtual-time runs that stop at every sweep): terminal commands then
+    /// leave memory within a second of their grace.
     pub(crate) fn core_config(&self) -> Result<CoreConfig, ConfigError> {
-        let mut c = CoreConfig::default();
+        let mut c = CoreConfig {
+            sweep_interval: Duration::from_secs(1),
+            ..CoreConfig::default()
+        };
         let f = &self.core;
         if let Some(v) = f.device_live_max {
             c.device_live_max = v;
@@ -232,6 +245,12 @@ impl ConfigFile {
         }
         if let Some(v) = f.retention_s {
             c.retention = Duration::from_secs(v);
+        }
+        if let Some(v) = f.history_grace_s {
+            c.history_grace = Duration::from_secs(v);
+        }
+        if let Some(v) = f.sweep_interval_ms {
+            c.sweep_interval = Duration::from_millis(v);
         }
         c.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(c)

@@ -8,6 +8,7 @@
 
 mod apps;
 mod config;
+mod history_sweep;
 mod serve;
 mod sim;
 mod sim_live;

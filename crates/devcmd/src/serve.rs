@@ -15,6 +15,7 @@ use devcmd_http::{Api, ApiConfig, router};
 
 use crate::apps::apply_declared;
 use crate::config::DEFAULT_LISTEN;
+use crate::history_sweep::HistorySweep;
 use crate::ticker::Ticker;
 use crate::{Failure, ServeArgs, open_store};
 
@@ -126,6 +127,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             if let Some(link) = link {
                 builder = builder.link(link);
             }
+            // Terminal commands leave memory for the store's history after
+            // their grace; in memory only, they stay for the retention.
+            if let Some(fjall) = &fjall {
+                builder = builder.history(fjall.clone());
+            }
             let core = Arc::new(
                 builder
                     .store(store.clone())
@@ -178,6 +184,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             channel.attach(core.clone());
         }
         let ticker = Ticker::start(core.clone())?;
+        let history_sweep = match &store {
+            Some(s) => {
+                let clock = core.clone();
+                Some(HistorySweep::start(s.clone(), core.config().retention, move || clock.now())?)
+            }
+            None => None,
+        };
         api.attach(core.clone());
         if in_memory {
             println!(
@@ -214,6 +227,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), Failure> {
             Err(e) => tracing::error!(error = %e, "server task failed"),
         }
         ticker.stop();
+        if let Some(h) = history_sweep {
+            h.stop();
+        }
         // Undelivered pushes stay in the outbox for the next start.
         callbacks.shutdown();
         if let Some((channel, _)) = &mqtt {

@@ -252,6 +252,100 @@ async fn serve_survives_a_restart_with_everything_in_place() {
     server.stop();
 }
 
+/// Terminal commands leave the server's memory for the store's history a
+/// second after they end; the API answers exactly as before, across a
+/// restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_in_the_history_answer_as_they_did_in_memory() {
+    use reqwest::Method;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("devcmd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[core]\nhistory_grace_s = 1\nsweep_interval_ms = 100\n\n[[apps]]\nid = \"e2e\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let args = ["--config", config.to_str().unwrap()];
+    let server = Server::start_with(&data, &args);
+    let c = Client::login(&server.base).await;
+    let (_, dev) = c
+        .call(
+            Method::POST,
+            "/iocm/app/reg/v1.1.0/deviceCredentials",
+            Some(json!({"nodeId": "h"})),
+        )
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body =
+            json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M", "paras": {"i": i}}});
+        let (s, v) = c.call(Method::POST, COMMANDS, Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["commandId"].as_str().unwrap().to_owned());
+    }
+    let cancel = json!({"status": "CANCELED"});
+    for id in &ids[..3] {
+        let (s, _) = c
+            .call(Method::PUT, &format!("{COMMANDS}/{id}"), Some(cancel.clone()))
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (_, before) = c.call(Method::GET, COMMANDS, None).await;
+    let (_, before_page) = c
+        .call(Method::GET, &format!("{COMMANDS}?pageNo=1&pageSize=2"), None)
+        .await;
+    let device_query = format!("{COMMANDS}?deviceId={}", dev["deviceId"].as_str().unwrap());
+    let (_, before_device) = c.call(Method::GET, &device_query, None).await;
+    let (_, refused_before) = c
+        .call(Method::PUT, &format!("{COMMANDS}/{}", ids[0]), Some(cancel.clone()))
+        .await;
+    // Wait until the three cancelled commands have left memory.
+    let archived = r#"devcmd_commands_left_memory_total{to="history"} "#;
+    let mut moved = false;
+    for _ in 0..200 {
+        let text = reqwest::get(format!("{}/metrics", server.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l.strip_prefix(archived) == Some("3")) {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "the cancelled commands never moved to the history");
+    assert_eq!(before["pagination"]["totalSize"], 5);
+    assert_eq!(c.call(Method::GET, COMMANDS, None).await.1, before);
+    assert_eq!(
+        c.call(Method::GET, &format!("{COMMANDS}?pageNo=1&pageSize=2"), None)
+            .await
+            .1,
+        before_page
+    );
+    assert_eq!(c.call(Method::GET, &device_query, None).await.1, before_device);
+    let (_, refused) = c
+        .call(Method::PUT, &format!("{COMMANDS}/{}", ids[0]), Some(cancel))
+        .await;
+    assert_eq!(
+        refused, refused_before,
+        "a command in the history cannot be cancelled either"
+    );
+    server.stop();
+    let server = Server::start_with(&data, &args);
+    let c = Client::login(&server.base).await;
+    assert_eq!(
+        c.call(Method::GET, COMMANDS, None).await.1,
+        before,
+        "and after a restart"
+    );
+    server.stop();
+}
+
 #[test]
 fn a_second_process_on_the_same_directory_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

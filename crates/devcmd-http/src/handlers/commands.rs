@@ -40,7 +40,9 @@ pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQu
     let r = async {
         let (q, on_behalf_of) = parse_command_query(query.as_deref())?;
         let core = api.core()?;
-        let page = core.list_commands(&Caller { app, on_behalf_of }, &q)?;
+        let caller = Caller { app, on_behalf_of };
+        let query = q.clone();
+        let page = api.on_core(core, move |c| c.list_commands(&caller, &query)).await?;
         api.visible_durable(core, q.device_id.as_ref()).await?;
         let data = page.items.iter().map(CommandView::of).collect();
         json(StatusCode::OK, &PageView::of(&page, data))
@@ -62,7 +64,10 @@ pub(crate) async fn cancel(
         parse_cancel_command(&api.body(req).await?)?;
         let Path(command_id) = path.map_err(|_| ApiError::invalid("deviceCommandId", "not valid UTF-8"))?;
         let id = parse_command_id(&command_id)?;
-        let receipt = api.writable_core()?.cancel_command(&Caller { app, on_behalf_of }, id)?;
+        let caller = Caller { app, on_behalf_of };
+        let receipt = api
+            .on_core(api.writable_core()?, move |c| c.cancel_command(&caller, id))
+            .await?;
         receipt.commit.await?;
         json(StatusCode::OK, &CommandView::of(&receipt.value))
     };

@@ -38,7 +38,9 @@ pub(crate) async fn list(State(api): State<Arc<Api>>, Authed(app): Authed, RawQu
     let r = async {
         let (q, on_behalf_of) = parse_task_query(query.as_deref())?;
         let core = api.core()?;
-        let page = core.list_cancel_tasks(&Caller { app, on_behalf_of }, &q)?;
+        let caller = Caller { app, on_behalf_of };
+        let query = q.clone();
+        let page = api.on_core(core, move |c| c.list_cancel_tasks(&caller, &query)).await?;
         api.visible_durable(core, q.device_id.as_ref()).await?;
         let data = page.items.iter().map(TaskView::of).collect();
         json(StatusCode::OK, &PageView::of(&page, data))
