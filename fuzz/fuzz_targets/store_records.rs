@@ -25,6 +25,9 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok((t, id)) = decode_ended_key(bytes) {
         assert_eq!(ended_key(t, id).as_slice(), bytes);
     }
+    if let Ok((app, device, created)) = decode_ended_value(bytes) {
+        assert_eq!(ended_value(&app, &device, created), bytes);
+    }
     if let Ok((app, bucket)) = decode_count_key(bytes) {
         assert_eq!(count_key(&app, bucket), bytes);
     }

@@ -801,6 +801,12 @@ impl ShardIndex for Participants<'_> {
             Participant::History(h) => self.read(h.count(self.scope, from, to)),
         }
     }
+    fn bounds(&self, i: usize, from: Timestamp, to: Timestamp) -> Option<(Timestamp, Timestamp)> {
+        match self.at(i) {
+            Participant::Shard(s) => self.d.shards[s].state.lock().bounds(self.scope, from, to),
+            Participant::History(h) => self.read(h.bounds(self.scope, from, to)),
+        }
+    }
     fn tie_cursor(&self, i: usize, t: Timestamp, skip: u64) -> Option<Cursor> {
         match self.at(i) {
             Participant::Shard(s) => {

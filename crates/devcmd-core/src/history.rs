@@ -43,6 +43,14 @@ pub trait History: Send + Sync + 'static {
     /// Number of commands in `scope` created in `[from, to)`.
     fn count(&self, scope: HistoryScope<'_>, from: Timestamp, to: Timestamp) -> Result<u64, StoreError>;
 
+    /// Creation times of the first and last commands in `scope` created in `[from, to)`.
+    fn bounds(
+        &self,
+        scope: HistoryScope<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<(Timestamp, Timestamp)>, StoreError>;
+
     /// The id of the `skip`-th command (0-based) in `scope` created exactly at `t`.
     fn tie(&self, scope: HistoryScope<'_>, t: Timestamp, skip: u64) -> Result<Option<CommandId>, StoreError>;
 
@@ -139,6 +147,22 @@ impl History for MemoryStore {
         }
         let st = self.state.lock();
         Ok(st.history.range(scope, (from, CommandId::from_u128(0)), to).count() as u64)
+    }
+
+    fn bounds(
+        &self,
+        scope: HistoryScope<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<(Timestamp, Timestamp)>, StoreError> {
+        if from >= to {
+            return Ok(None);
+        }
+        let st = self.state.lock();
+        let mut r = st.history.range(scope, (from, CommandId::from_u128(0)), to);
+        let first = r.next().map(|(t, _)| t);
+        let last = r.last().map(|(t, _)| t).or(first);
+        Ok(first.zip(last))
     }
 
     fn tie(&self, scope: HistoryScope<'_>, t: Timestamp, skip: u64) -> Result<Option<CommandId>, StoreError> {

@@ -125,6 +125,8 @@ pub(crate) trait ShardIndex {
     fn shards(&self) -> usize;
     /// Commands of shard `s` created in `[from, to)`.
     fn count(&self, s: usize, from: Timestamp, to: Timestamp) -> u64;
+    /// Creation times of the first and last commands of shard `s` created in `[from, to)`.
+    fn bounds(&self, s: usize, from: Timestamp, to: Timestamp) -> Option<(Timestamp, Timestamp)>;
     /// Cursor of the `skip`-th command of shard `s` created exactly at `t`.
     fn tie_cursor(&self, s: usize, t: Timestamp, skip: u64) -> Option<Cursor>;
     /// Up to `n` commands of shard `s` from `cursor` (inclusive), created before `to`.
@@ -145,8 +147,18 @@ pub(crate) fn merge_page(
         return (total, Vec::new());
     }
     let count_until = |t: Timestamp| -> u64 { (0..shards).map(|s| ix.count(s, from, t)).sum() };
-    // Smallest t in [from, to) with count of [from, t] > offset.
-    let (mut lo, mut hi) = (from.as_millis(), to.as_millis() - 1);
+    // Smallest t in [from, to) with count of [from, t] > offset; it lies
+    // between the oldest and the newest command of the window, which keeps
+    // the search (each probe counts every participant) short.
+    let (mut lo, mut hi) = (0..shards)
+        .filter_map(|s| ix.bounds(s, from, to))
+        .fold((to.as_millis() - 1, from.as_millis()), |(lo, hi), (first, last)| {
+            (lo.min(first.as_millis()), hi.max(last.as_millis()))
+        });
+    if lo > hi {
+        // Counted, yet gone by now (a concurrent sweep): an empty page.
+        return (total, Vec::new());
+    }
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if count_until(Timestamp::from_millis(mid + 1)) > offset {

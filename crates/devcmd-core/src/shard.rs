@@ -1310,6 +1310,21 @@ impl ShardState {
         (hi - lo) as u64
     }
 
+    /// Creation times of the scope's first and last commands in memory created in `[from, to)`.
+    pub(crate) fn bounds(
+        &self,
+        scope: HistoryScope<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Option<(Timestamp, Timestamp)> {
+        let idx = self.scope_index(scope)?;
+        let (lo, hi) = self.window(idx, from, to);
+        if lo >= hi {
+            return None;
+        }
+        Some((self.key(*idx.get(lo)?).0, self.key(*idx.get(hi - 1)?).0))
+    }
+
     /// The `skip`-th of the scope's commands created exactly at `t`, as a cursor, if any.
     pub(crate) fn tie_cursor(&self, scope: HistoryScope<'_>, t: Timestamp, skip: u64) -> Option<(Timestamp, u64)> {
         let idx = self.scope_index(scope)?;

@@ -6,9 +6,10 @@
 //! `commands_by_app` and `commands_by_device` (prefix, creation time, id;
 //! written at archive time), `history_by_end` (end instant, id: what the
 //! retention sweep reads in order) and `history_counts` (application and
-//! minute of creation → number of archived commands), so that `totalSize`
+//! second of creation → number of archived commands), so that `totalSize`
 //! of a long window adds counters instead of scanning the index: a count
-//! scans at most the two partial minutes at its ends.
+//! adds per-minute sums (kept in memory), the seconds of the partial
+//! minutes at its ends, and scans at most the two partial seconds.
 //!
 //! [`Mutation::ArchiveCommand`]: devcmd_core::Mutation::ArchiveCommand
 
@@ -27,13 +28,53 @@ use crate::{CorruptRecord, FjallStore, Keyspaces, hex};
 /// each commit; readers add them up).
 #[derive(Debug, Default)]
 pub(crate) struct HistoryCounts {
-    by_app: Mutex<HashMap<AppId, BTreeMap<u64, u64>>>,
+    by_app: Mutex<HashMap<AppId, AppCounts>>,
+}
+
+/// One application's counters: per second (stored) and per minute (their sums).
+#[derive(Debug, Default)]
+struct AppCounts {
+    secs: BTreeMap<u64, u64>,
+    mins: BTreeMap<u64, u64>,
+}
+
+impl AppCounts {
+    fn set(&mut self, sec: u64, n: u64) {
+        let old = if n == 0 {
+            self.secs.remove(&sec).unwrap_or(0)
+        } else {
+            self.secs.insert(sec, n).unwrap_or(0)
+        };
+        let m = self.mins.entry(sec / 60).or_insert(0);
+        *m = (*m + n).saturating_sub(old);
+        if *m == 0 {
+            self.mins.remove(&(sec / 60));
+        }
+    }
+
+    /// Sum of the seconds `[first, end)`.
+    fn sum(&self, first: u64, end: u64) -> u64 {
+        let secs = |a: u64, b: u64| -> u64 {
+            if a >= b {
+                0
+            } else {
+                self.secs.range(a..b).map(|(_, n)| n).sum()
+            }
+        };
+        let (first_min, end_min) = (first.div_ceil(60), end / 60);
+        if first_min >= end_min {
+            return secs(first, end);
+        }
+        secs(first, first_min * 60)
+            + self.mins.range(first_min..end_min).map(|(_, n)| n).sum::<u64>()
+            + secs(end_min * 60, end)
+    }
 }
 
 impl HistoryCounts {
     /// Loads the counters stored in `ks`; undecodable entries are reported.
     pub(crate) fn load(ks: &Keyspace, corrupt: &mut Vec<CorruptRecord>) -> Self {
-        let mut by_app: HashMap<AppId, BTreeMap<u64, u64>> = HashMap::new();
+        let mut by_app: HashMap<AppId, AppCounts> = HashMap::new();
         for guard in ks.iter() {
             let decoded = guard
                 .into_inner()
@@ -46,9 +87,7 @@ impl HistoryCounts {
                     Ok((app, bucket, u64::from_be_bytes(n)))
                 });
             match decoded {
-                Ok((app, bucket, n)) => {
-                    by_app.entry(app).or_default().insert(bucket, n);
-                }
+                Ok((app, bucket, n)) => by_app.entry(app).or_default().set(bucket, n),
                 Err((key, error)) => corrupt.push(CorruptRecord {
                     keyspace: "history_counts",
                     key_hex: hex(&key),
@@ -65,7 +104,7 @@ impl HistoryCounts {
         self.by_app
             .lock()
             .get(app)
-            .and_then(|m| m.get(&bucket).copied())
+            .and_then(|m| m.secs.get(&bucket).copied())
             .unwrap_or(0)
     }
 
@@ -76,12 +115,7 @@ impl HistoryCounts {
         }
         let mut by_app = self.by_app.lock();
         for ((app, bucket), n) in values {
-            let m = by_app.entry(app).or_default();
-            if n == 0 {
-                m.remove(&bucket);
-            } else {
-                m.insert(bucket, n);
-            }
+            by_app.entry(app).or_default().set(bucket, n);
         }
     }
 
@@ -90,10 +124,7 @@ impl HistoryCounts {
         if first >= end {
             return 0;
         }
-        self.by_app
-            .lock()
-            .get(app)
-            .map_or(0, |m| m.range(first..end).map(|(_, n)| n).sum())
+        self.by_app.lock().get(app).map_or(0, |m| m.sum(first, end))
     }
 }
 
@@ -139,33 +170,38 @@ impl FjallStore {
     /// retention`; an embedder that attaches the store as its history must
     /// call it too, or the history grows without bound.
     pub fn sweep_history(&self, ended_before: Timestamp, max: usize) -> Result<usize, StoreError> {
+        // One sweep at a time: a second would read the same entries and count them twice.
+        let _one = self.sweeping.lock();
         let ks = self.keyspaces()?;
         let end = keys::ended_key(ended_before, CommandId::from_u128(0));
         let mut entries = Vec::new();
         let mut counts = Vec::new();
         let mut n = 0;
         for guard in ks.ended.range(&[keys::KEY_VERSION][..]..&end[..]).take(max) {
-            let key = guard.key().map_err(io)?;
+            let (key, value) = guard.into_inner().map_err(io)?;
             n += 1;
             entries.push(removal(HistoryKs::Ended, key.to_vec()));
             let Ok((_, id)) = keys::decode_ended_key(&key) else {
                 continue;
             };
             let record_key = keys::command_key(id).to_vec();
-            let record = ks.history.get(&record_key).map_err(io)?;
-            if let Some(c) = record.and_then(|v| codec::decode_command(&v).ok()) {
-                entries.push(removal(
-                    HistoryKs::ByApp,
-                    keys::by_app_key(&c.app_id, c.creation_time, id),
-                ));
-                entries.push(removal(
-                    HistoryKs::ByDevice,
-                    keys::by_device_key(&c.device_id, c.creation_time, id),
-                ));
+            // The entry names the index keys; an entry that cannot (damaged)
+            // falls back to the record.
+            let named = match keys::decode_ended_value(&value) {
+                Ok(v) => Some(v),
+                Err(_) => ks
+                    .history
+                    .get(&record_key)
+                    .map_err(io)?
+                    .and_then(|v| codec::decode_command(&v).ok())
+                    .map(|c| (c.app_id, c.device_id, c.creation_time)),
+            };
+            if let Some((app, device, created)) = named {
+                entries.push(removal(HistoryKs::ByApp, keys::by_app_key(&app, created, id)));
+                entries.push(removal(HistoryKs::ByDevice, keys::by_device_key(&device, created, id)));
                 counts.push(CountDelta {
-                    app: c.app_id,
-                    bucket: c.creation_time.as_millis() / COUNT_BUCKET_MS,
-                    id,
+                    app,
+                    bucket: created.as_millis() / COUNT_BUCKET_MS,
                     add: false,
                 });
             }
@@ -199,6 +235,34 @@ impl History for FjallStore {
         Ok(self.scan_count(&ks, scope, f, first * COUNT_BUCKET_MS)?
             + self.counts.sum(app, first, end)
             + self.scan_count(&ks, scope, end * COUNT_BUCKET_MS, t)?)
+    }
+
+    fn bounds(
+        &self,
+        scope: HistoryScope<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<(Timestamp, Timestamp)>, StoreError> {
+        if from >= to {
+            return Ok(None);
+        }
+        let keyspaces = self.keyspaces()?;
+        let (ks, prefix) = scope_index(&keyspaces, scope);
+        let bound = |t: Timestamp| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&t.as_millis().to_be_bytes());
+            k
+        };
+        let mut range = ks.range(bound(from)..bound(to));
+        let created = |g: Option<fjall::Guard>| -> Result<Option<Timestamp>, StoreError> {
+            match g {
+                None => Ok(None),
+                Some(g) => Ok(Some(keys::decode_index_tail(&g.key().map_err(io)?).map_err(corrupt)?.0)),
+            }
+        };
+        let first = created(range.next())?;
+        let last = created(range.next_back())?.or(first);
+        Ok(first.zip(last))
     }
 
     fn tie(&self, scope: HistoryScope<'_>, t: Timestamp, skip: u64) -> Result<Option<CommandId>, StoreError> {
@@ -250,5 +314,40 @@ impl History for FjallStore {
             None => Ok(None),
             Some(v) => codec::decode_command(&v).map(Some).map_err(corrupt),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_of_seconds_and_minutes_match_adding_every_second() {
+        let mut c = AppCounts::default();
+        let mut plain = BTreeMap::new();
+        // A deterministic scatter over ~3 hours, with overwrites and zeroes.
+        let mut x = 7u64;
+        for _ in 0..5_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let sec = (x >> 20) % 10_800;
+            let n = (x >> 50) % 4;
+            c.set(sec, n);
+            plain.insert(sec, n);
+        }
+        for (a, b) in [
+            (0, 10_800),
+            (59, 61),
+            (60, 120),
+            (61, 7_261),
+            (3_599, 3_600),
+            (5, 5),
+            (100, 50),
+        ] {
+            let want: u64 = plain.range(a..b.max(a)).map(|(_, n)| n).sum();
+            assert_eq!(c.sum(a, b), want, "[{a}, {b})");
+        }
+        assert!(c.mins.values().all(|&n| n > 0), "empty minutes are dropped");
     }
 }

@@ -52,8 +52,8 @@ pub fn by_device_key(device: &DeviceId, created: Timestamp, id: CommandId) -> Ve
     k
 }
 
-/// Width of one history counter bucket, in milliseconds.
-pub const COUNT_BUCKET_MS: u64 = 60_000;
+/// Width of one history counter bucket, in milliseconds (a second).
+pub const COUNT_BUCKET_MS: u64 = 1_000;
 
 /// Key of a history retention entry: version, the instant the command
 /// ended, then its id; the sweep reads them in that order.
@@ -71,6 +71,46 @@ pub fn decode_ended_key(key: &[u8]) -> Result<(Timestamp, CommandId), DecodeErro
         return Err(err("wrong length", key.len()));
     }
     decode_index_tail(key)
+}
+
+/// Value of a history retention entry: what the sweep needs to delete the
+/// command's index keys without reading its record (version, application,
+/// device, creation time).
+pub fn ended_value(app: &AppId, device: &DeviceId, created: Timestamp) -> Vec<u8> {
+    let d = device.to_string();
+    let mut v = app_prefix(app);
+    // A device id is at most 64 bytes (checked by DeviceId::new).
+    v.push(u8::try_from(d.len()).unwrap_or(u8::MAX));
+    v.extend_from_slice(d.as_bytes());
+    v.extend_from_slice(&created.as_millis().to_be_bytes());
+    v
+}
+
+/// The application, device and creation time of a retention entry's value.
+pub fn decode_ended_value(v: &[u8]) -> Result<(AppId, DeviceId, Timestamp), DecodeError> {
+    if v.first() != Some(&KEY_VERSION) {
+        return Err(err("unknown version", 0));
+    }
+    let len_bytes: [u8; 2] = v.get(1..3).and_then(|s| s.try_into().ok()).ok_or(err("truncated", 1))?;
+    let app_end = 3 + usize::from(u16::from_be_bytes(len_bytes));
+    let app = v.get(3..app_end).ok_or(err("truncated", 3))?;
+    let dev_len = usize::from(*v.get(app_end).ok_or(err("truncated", app_end))?);
+    let dev = v
+        .get(app_end + 1..app_end + 1 + dev_len)
+        .ok_or(err("truncated", app_end + 1))?;
+    let created: [u8; 8] = v
+        .get(app_end + 1 + dev_len..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(err("wrong length", v.len()))?;
+    let app = std::str::from_utf8(app)
+        .ok()
+        .and_then(|a| AppId::new(a).ok())
+        .ok_or(err("invalid appId", 3))?;
+    let dev = std::str::from_utf8(dev)
+        .ok()
+        .and_then(|d| DeviceId::new(d).ok())
+        .ok_or(err("invalid deviceId", app_end + 1))?;
+    Ok((app, dev, Timestamp::from_millis(u64::from_be_bytes(created))))
 }
 
 /// Key of a history counter: the application, then its bucket (creation
@@ -181,6 +221,12 @@ mod tests {
         );
         assert!(e < ended_key(Timestamp::from_millis(9), CommandId::from_u128(0)));
         assert!(decode_ended_key(&e[..24]).is_err());
+        let v = ended_value(&app, &dev, Timestamp::from_millis(9));
+        assert_eq!(
+            decode_ended_value(&v).unwrap(),
+            (app.clone(), dev.clone(), Timestamp::from_millis(9))
+        );
+        assert!(decode_ended_value(&v[..v.len() - 1]).is_err());
         let c = count_key(&app, 77);
         assert_eq!(decode_count_key(&c).unwrap(), (app.clone(), 77));
         assert!(decode_count_key(&c[..c.len() - 1]).is_err());

@@ -53,7 +53,7 @@ pub use codec::{
 };
 pub use keys::{
     COUNT_BUCKET_MS, KEY_VERSION, app_prefix, by_app_key, by_device_key, command_key, count_key, decode_by_app_key,
-    decode_count_key, decode_ended_key, decode_index_tail, device_prefix, ended_key,
+    decode_count_key, decode_ended_key, decode_ended_value, decode_index_tail, device_prefix, ended_key, ended_value,
 };
 pub use writer::{GroupCommit, WriterStats};
 
@@ -61,10 +61,26 @@ pub use writer::{GroupCommit, WriterStats};
 pub const DEFAULT_DATA_DIR: &str = "./devcmd-data";
 
 /// Settings of a [`FjallStore`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Group-commit bounds.
     pub group_commit: GroupCommit,
+    /// Memory one keyspace's write buffer (memtable) may hold before fjall
+    /// flushes it to disk (fjall's default is 64 MiB, and the store has ten
+    /// keyspaces).
+    pub memtable_bytes: u64,
+    /// fjall's block cache for reads (history queries).
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            group_commit: GroupCommit::default(),
+            memtable_bytes: 16 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// Why a store could not be opened.
@@ -131,6 +147,7 @@ pub struct FjallStore {
     /// releases the directory's lock.
     ks: parking_lot::RwLock<Option<Arc<Keyspaces>>>,
     counts: Arc<history::HistoryCounts>,
+    sweeping: parking_lot::Mutex<()>,
     writer: writer::Writer,
     stats: Arc<WriterStats>,
 }
@@ -156,8 +173,15 @@ impl FjallStore {
             reason: e.to_string(),
         };
         let started = Instant::now();
-        let db = Database::builder(&path).open().map_err(open_err)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(open_err);
+        let db = Database::builder(&path)
+            .cache_size(config.cache_bytes)
+            .open()
+            .map_err(open_err)?;
+        let memtable = config.memtable_bytes.max(1024 * 1024);
+        let ks = |name: &str| {
+            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(memtable))
+                .map_err(open_err)
+        };
         let keyspaces = Keyspaces {
             apps: ks("apps")?,
             devices: ks("devices")?,
@@ -242,6 +266,7 @@ impl FjallStore {
                 path,
                 ks: parking_lot::RwLock::new(Some(ks)),
                 counts,
+                sweeping: parking_lot::Mutex::new(()),
                 writer,
                 stats,
             }),

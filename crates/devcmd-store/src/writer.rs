@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::collections::HashMap;
 
-use devcmd_core::{AppId, CommandId, Commit, CommitSignal, Mutation, StoreError};
+use devcmd_core::{AppId, Commit, CommitSignal, Mutation, StoreError};
 use fjall::{Database, PersistMode};
 
 use crate::Keyspaces;
@@ -42,13 +42,13 @@ pub(crate) struct Entry {
 }
 
 /// A change of one history counter: +1 when a command is archived, -1 when
-/// the history sweep deletes it. Applied by the writer only if the command's
-/// history record is absent (+1) or present (-1) at commit, so that an
-/// archive or a deletion written twice counts once.
+/// the history sweep deletes it. Each happens once per command: the core
+/// archives a command once (the batch that archives it also removes it from
+/// what recovery loads), and sweeps are serialised and delete only what
+/// they read.
 pub(crate) struct CountDelta {
     pub(crate) app: AppId,
     pub(crate) bucket: u64,
-    pub(crate) id: CommandId,
     pub(crate) add: bool,
 }
 
@@ -316,11 +316,14 @@ fn encode(mutations: &[Mutation]) -> (Vec<Entry>, Vec<CountDelta>) {
                     Vec::new(),
                 ));
                 let ended = c.terminal_time.unwrap_or(c.creation_time);
-                out.push(put(Ks::Ended, keys::ended_key(ended, c.id).to_vec(), Vec::new()));
+                out.push(put(
+                    Ks::Ended,
+                    keys::ended_key(ended, c.id).to_vec(),
+                    keys::ended_value(&c.app_id, &c.device_id, c.creation_time),
+                ));
                 counts.push(CountDelta {
                     app: c.app_id.clone(),
                     bucket: c.creation_time.as_millis() / keys::COUNT_BUCKET_MS,
-                    id: c.id,
                     add: true,
                 });
             }
@@ -383,12 +386,10 @@ pub(crate) enum HistoryKs {
 fn commit(db: &Database, ks: &Keyspaces, counts: &HistoryCounts, jobs: &mut [Job]) -> fjall::Result<()> {
     // Explicit: fjall's default batch durability does not sync.
     let mut batch = db.batch().durability(Some(PersistMode::SyncData));
-    // Counters first, while the history records are still as before this batch.
+    // The counters this batch changes, from their values in memory (only this
+    // thread changes them).
     let mut touched: HashMap<(AppId, u64), u64> = HashMap::new();
     for d in jobs.iter_mut().flat_map(|j| j.counts.drain(..)) {
-        if ks.history.contains_key(keys::command_key(d.id))? == d.add {
-            continue;
-        }
         let key = (d.app, d.bucket);
         let n = touched.entry(key.clone()).or_insert_with(|| counts.get(&key.0, key.1));
         *n = if d.add { *n + 1 } else { n.saturating_sub(1) };

@@ -149,8 +149,8 @@ fn archived_commands_read_exactly_as_they_did_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let n = open(dir.path(), T0);
     let devices = setup(&n, 3);
-    // 150 commands over ~10 minutes, one every 4 s (so several per counter
-    // minute); every other one is cancelled at once, the rest stay PENDING
+    // 150 commands over ~10 minutes, one every 4 s (windows end in partial
+    // seconds and partial minutes of the counters); every other one is cancelled at once, the rest stay PENDING
     // (the devices are PSM and never report).
     let mut made = Vec::new();
     for i in 0..150usize {
