@@ -203,7 +203,7 @@ pub(crate) struct ShardState {
     /// starts from: deadlines of the slot's earlier command may still be in
     /// the heap (they are cancelled lazily), and must never match the new one.
     free_commands: Vec<(u32, u32)>,
-    tasks: Vec<Option<TaskEntry>>,
+    tasks: Chunks<TaskEntry>,
     free_tasks: Vec<u32>,
     waiting_tasks: u32,
     apps: Vec<AppShard>,
@@ -276,7 +276,7 @@ impl ShardState {
             devices: Vec::new(),
             commands: Chunks::default(),
             free_commands: Vec::new(),
-            tasks: Vec::new(),
+            tasks: Chunks::default(),
             free_tasks: Vec::new(),
             waiting_tasks: 0,
             apps: Vec::new(),
@@ -449,10 +449,6 @@ impl ShardState {
             self.interned.insert(a.clone());
         }
         a
-    }
-
-    fn commands_len(&self) -> usize {
-        self.commands.len()
     }
 
     fn entry(&self, slot: u32) -> Option<&CommandEntry> {
@@ -867,7 +863,7 @@ impl ShardState {
                 if s > TIMER_SLOT_MAX {
                     return Err(CreateRefusal::Overloaded);
                 }
-                self.tasks.push(None);
+                self.tasks.push_empty();
                 s
             }
         };
@@ -882,17 +878,20 @@ impl ShardState {
         let created = now.max(self.last_created);
         self.last_created = created;
         self.seq += 1;
-        self.tasks[slot as usize] = Some(TaskEntry {
-            id,
-            app: app_key,
-            device,
-            seq: self.seq,
-            status: CancelTaskStatus::Waitting,
-            created,
-            finished: None,
-            commands,
-            timer_gen: 0,
-        });
+        self.tasks.set(
+            slot as usize,
+            Some(TaskEntry {
+                id,
+                app: app_key,
+                device,
+                seq: self.seq,
+                status: CancelTaskStatus::Waitting,
+                created,
+                finished: None,
+                commands,
+                timer_gen: 0,
+            }),
+        );
         self.apps[app_key as usize].tasks.push_back(slot);
         self.waiting_tasks += 1;
         self.arm_task(slot, now);
@@ -902,15 +901,16 @@ impl ShardState {
 
     /// Runs a waiting task: WAITTING → RUNNING → SUCCESS | PART_SUCCESS | FAILED.
     fn run_task(&mut self, slot: u32, now: Timestamp, fx: &mut Effects) {
-        let Some(device) = self.tasks[slot as usize].as_mut().map(|t| {
+        let Some(device) = self.tasks.get_mut(slot as usize).map(|t| {
             t.status = CancelTaskStatus::Running;
             t.device
         }) else {
             return;
         };
         fx.put_task(|| self.task_record(slot));
-        let listed: Vec<(u32, CommandId)> = self.tasks[slot as usize]
-            .as_ref()
+        let listed: Vec<(u32, CommandId)> = self
+            .tasks
+            .get(slot as usize)
             .map(|t| t.commands.clone())
             .unwrap_or_default();
         let mut covered = listed.clone();
@@ -938,7 +938,7 @@ impl ShardState {
         } else {
             CancelTaskStatus::PartSuccess
         };
-        if let Some(t) = self.tasks[slot as usize].as_mut() {
+        if let Some(t) = self.tasks.get_mut(slot as usize) {
             t.status = status;
             t.finished = Some(now);
             t.commands = covered;
@@ -948,12 +948,12 @@ impl ShardState {
     }
 
     pub(crate) fn find_task(&self, app: &AppId, id: TaskId) -> Option<u32> {
-        let t = self.tasks.get(id.slot() as usize)?.as_ref()?;
+        let t = self.tasks.get(id.slot() as usize)?;
         (t.id == id && self.apps[t.app as usize].id == *app).then_some(id.slot())
     }
 
     fn task_record(&self, slot: u32) -> Option<CancelTaskRecord> {
-        let t = self.tasks.get(slot as usize)?.as_ref()?;
+        let t = self.tasks.get(slot as usize)?;
         Some(CancelTaskRecord {
             id: t.id,
             app_id: self.apps[t.app as usize].id.clone(),
@@ -975,7 +975,7 @@ impl ShardState {
     /// them, in the task's order: `Err(id)` for one that has left memory
     /// (the dispatcher looks it up in the history).
     pub(crate) fn task_parts(&self, slot: u32) -> Option<TaskParts> {
-        let t = self.tasks.get(slot as usize)?.as_ref()?;
+        let t = self.tasks.get(slot as usize)?;
         let task = CancelTask {
             id: t.id,
             app_id: self.apps[t.app as usize].id.clone(),
@@ -1008,7 +1008,7 @@ impl ShardState {
             .tasks
             .iter()
             .filter_map(|&slot| {
-                let seq = self.tasks[slot as usize].as_ref()?.seq;
+                let seq = self.tasks.get(slot as usize)?.seq;
                 self.task_parts(slot).map(|t| (t.0.creation_time, seq, t))
             })
             .filter(|(_, _, t)| keep(&t.0))
@@ -1042,7 +1042,7 @@ impl ShardState {
     }
 
     fn arm_task(&mut self, slot: u32, at: Timestamp) {
-        if let Some(t) = self.tasks[slot as usize].as_mut() {
+        if let Some(t) = self.tasks.get_mut(slot as usize) {
             t.timer_gen = t.timer_gen.wrapping_add(1);
             let g = t.timer_gen;
             self.timed_live += 1;
@@ -1085,7 +1085,6 @@ impl ShardState {
                     let live = self
                         .tasks
                         .get(slot as usize)
-                        .and_then(Option::as_ref)
                         .is_some_and(|t| t.timer_gen == due.generation);
                     if live {
                         self.timed_live = self.timed_live.saturating_sub(1);
@@ -1111,7 +1110,6 @@ impl ShardState {
                     .is_some_and(|c| c.timer_armed && c.timer_gen == g),
                 TimerTarget::Task(s) => tasks
                     .get(s as usize)
-                    .and_then(Option::as_ref)
                     .is_some_and(|t| t.timer_gen == g && !t.status.is_final()),
                 TimerTarget::Sweep => g == sweep_gen,
             });
@@ -1255,15 +1253,16 @@ impl ShardState {
                 let Some(front) = self.apps[a].tasks.front().copied() else {
                     break;
                 };
-                let done = self.tasks[front as usize]
-                    .as_ref()
+                let done = self
+                    .tasks
+                    .get(front as usize)
                     .and_then(|t| t.finished)
                     .is_some_and(|t| t.saturating_add(retention) <= now);
                 if !done {
                     break;
                 }
                 self.apps[a].tasks.pop_front();
-                if let Some(t) = self.tasks[front as usize].take() {
+                if let Some(t) = self.tasks.set(front as usize, None) {
                     fx.forget_task(t.id);
                 }
                 self.free_tasks.push(front);

@@ -246,3 +246,57 @@ fn an_immediate_command_stored_pending_is_refused_not_kept_pending_forever() {
     assert_eq!(core.stats().live, 0);
     core.check_invariants().unwrap();
 }
+
+/// A well-formed but damaged id naming a slot near the top of the range used
+/// to make restore allocate every slot up to it (about 150 GB at 2^30); now
+/// it costs a pointer per skipped chunk, and the command is restored there.
+#[test]
+fn a_command_at_a_far_slot_restores_without_allocating_the_slots_below() {
+    let h = Harness::new();
+    let dev = h.device(DeliveryProfile::Psm);
+    let c = h.cached(&dev);
+    let task = h.core.create_cancel_task(&h.caller, &dev).unwrap().durable().unwrap();
+    let mut state = recovered(&h.store);
+    let far_slot = (1u32 << 30) - 1;
+    let stored = state.commands.iter_mut().find(|s| s.id == c.id).unwrap();
+    let far = CommandId::compose(c.id.shard(), far_slot, c.id.to_u128() & ((1u128 << 80) - 1));
+    stored.id = far;
+    let stored_task = state.tasks.iter_mut().find(|t| t.id == task.id).unwrap();
+    stored_task.id = TaskId::compose(task.id.shard(), far_slot, task.id.to_u128() & ((1u128 << 80) - 1));
+    stored_task.command_ids = vec![far];
+    let task_id = stored_task.id;
+    let before = rss_kib();
+    let core = Dispatcher::builder(CoreConfig {
+        shard_count: 4,
+        id_seed: Some(99),
+        ..CoreConfig::default()
+    })
+    .clock(Arc::new(h.clock.clone()))
+    .build()
+    .unwrap();
+    let report = core.restore(state);
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    // The waiting task ran at the restore and cancelled the command.
+    assert_eq!(core.command(&h.caller, far).unwrap().status, CommandStatus::Canceled);
+    let t = core.cancel_task(&h.caller, task_id).unwrap();
+    assert_eq!((t.status, t.total_count()), (CancelTaskStatus::Success, 1));
+    core.check_invariants().unwrap();
+    // Slots below it were not allocated (a 2^30-slot table is tens of GB;
+    // a pointer per 4096-slot chunk is 2 MiB).
+    if let (Some(a), Some(b)) = (before, rss_kib()) {
+        assert!(b.saturating_sub(a) < 512 * 1024, "RSS grew by {} KiB", b - a);
+    }
+    // New commands take ordinary slots.
+    let next = core
+        .create_command(&h.caller, NewCommand::new(dev, "S", "M", "{}"))
+        .unwrap()
+        .value;
+    assert!(next.id.slot() < far_slot);
+    core.check_invariants().unwrap();
+}
+
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -35,9 +35,9 @@ impl ShardState {
         if slot > TIMER_SLOT_MAX {
             return Err("slot out of range");
         }
-        while self.commands_len() <= slot as usize {
-            self.commands.push_empty();
-        }
+        // Chunks are allocated only where slots are filled: a damaged id naming
+        // a far slot costs a pointer per skipped chunk, not the chunks.
+        self.commands.grow_to(slot as usize + 1);
         if self.commands.get(slot as usize).is_some() {
             return Err("two commands claim one slot");
         }
@@ -149,10 +149,8 @@ impl ShardState {
         if slot > TIMER_SLOT_MAX {
             return Err("slot out of range");
         }
-        while self.tasks.len() <= slot as usize {
-            self.tasks.push(None);
-        }
-        if self.tasks[slot as usize].is_some() {
+        self.tasks.grow_to(slot as usize + 1);
+        if self.tasks.get(slot as usize).is_some() {
             return Err("two tasks claim one slot");
         }
         // A task may outlive its device (removed since): it stays queryable.
@@ -160,17 +158,20 @@ impl ShardState {
         let app = self.app_key_or_insert(&t.app_id);
         let commands = t.command_ids.iter().map(|id| (id.slot(), *id)).collect();
         self.restored += 1;
-        self.tasks[slot as usize] = Some(TaskEntry {
-            id: t.id,
-            app,
-            device,
-            seq: self.restored << 16,
-            status: t.status,
-            created: t.creation_time,
-            finished: t.finish_time,
-            commands,
-            timer_gen: 0,
-        });
+        self.tasks.set(
+            slot as usize,
+            Some(TaskEntry {
+                id: t.id,
+                app,
+                device,
+                seq: self.restored << 16,
+                status: t.status,
+                created: t.creation_time,
+                finished: t.finish_time,
+                commands,
+                timer_gen: 0,
+            }),
+        );
         self.apps[app as usize].tasks.push_back(slot);
         if !t.status.is_final() {
             self.waiting_tasks += 1;
@@ -186,17 +187,18 @@ impl ShardState {
         let mut ended: Vec<u32> = self.ended.drain(..).collect();
         ended.sort_by_key(|&s| self.entry(s).map_or(UNSET, |c| c.terminal_at));
         self.ended = ended.into();
-        self.free_commands = (0..self.commands_len())
-            .filter(|&i| self.commands.get(i).is_none())
+        // Free: the empty slots of allocated chunks (lowest taken first).
+        let mut free: Vec<(u32, u32)> = self
+            .commands
+            .empty_slots()
             .filter_map(|i| u32::try_from(i).ok())
             // Nothing in the rebuilt heap names a free slot: any generation will do.
             .map(|i| (i, 0))
-            .rev()
             .collect();
-        self.free_tasks = (0..self.tasks.len())
-            .filter(|&i| self.tasks[i].is_none())
-            .filter_map(|i| u32::try_from(i).ok())
-            .rev()
-            .collect();
+        free.reverse();
+        self.free_commands = free;
+        let mut free: Vec<u32> = self.tasks.empty_slots().filter_map(|i| u32::try_from(i).ok()).collect();
+        free.reverse();
+        self.free_tasks = free;
     }
 }
