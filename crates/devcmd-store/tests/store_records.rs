@@ -104,6 +104,27 @@ proptest! {
     }
 
     #[test]
+    fn history_keys_and_values_round_trip_and_sort_by_time(
+        app in text(40),
+        dev in ascii(64),
+        t in any::<u64>(),
+        t2 in any::<u64>(),
+        id in any::<u128>(),
+        bucket in any::<u64>(),
+    ) {
+        let (Ok(app), Ok(dev)) = (AppId::new(&app), DeviceId::new(&dev)) else { return Ok(()) };
+        let (ts, id) = (Timestamp::from_millis(t), CommandId::from_u128(id));
+        prop_assert_eq!(decode_ended_key(&ended_key(ts, id)).unwrap(), (ts, id));
+        prop_assert_eq!(decode_ended_value(&ended_value(&app, &dev, ts)).unwrap(), (app.clone(), dev.clone(), ts));
+        prop_assert_eq!(decode_count_key(&count_key(&app, bucket)).unwrap(), (app.clone(), bucket));
+        prop_assert_eq!(decode_index_tail(&by_device_key(&dev, ts, id)).unwrap(), (ts, id));
+        // Keys of one app or device sort by creation time, then id.
+        let other = Timestamp::from_millis(t2);
+        prop_assert_eq!(by_app_key(&app, ts, id) < by_app_key(&app, other, id), ts < other);
+        prop_assert_eq!(ended_key(ts, id) < ended_key(other, id), ts < other);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = decode_command(&bytes);
         let _ = decode_app(&bytes);
@@ -111,6 +132,9 @@ proptest! {
         let _ = decode_task(&bytes);
         let _ = decode_by_app_key(&bytes);
         let _ = decode_index_tail(&bytes);
+        let _ = decode_ended_key(&bytes);
+        let _ = decode_ended_value(&bytes);
+        let _ = decode_count_key(&bytes);
     }
 }
 
