@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::cancel_task::CancelTaskStatus;
 use crate::clock::Timestamp;
@@ -164,17 +164,20 @@ impl Future for Commit {
     }
 }
 
-/// The shared cell through which a store completes a [`Commit`].
+/// The shared cell through which a store completes a [`Commit`]. Many
+/// commits may wait on one signal (a store completes a whole group at
+/// once): blocked threads are unparked one by one rather than woken through
+/// a shared condition variable, so they do not queue on its mutex.
 #[derive(Debug, Default)]
 pub struct CommitSignal {
     state: Mutex<SignalState>,
-    ready: Condvar,
 }
 
 #[derive(Debug, Default)]
 struct SignalState {
     result: Option<Result<(), StoreError>>,
     wakers: Vec<Waker>,
+    threads: Vec<std::thread::Thread>,
 }
 
 impl CommitSignal {
@@ -185,25 +188,30 @@ impl CommitSignal {
 
     /// Completes every commit waiting on this signal. Later calls change nothing.
     pub fn complete(&self, result: Result<(), StoreError>) {
-        let wakers = {
+        let (wakers, threads) = {
             let mut st = self.state.lock();
             if st.result.is_some() {
                 return;
             }
             st.result = Some(result);
-            std::mem::take(&mut st.wakers)
+            (std::mem::take(&mut st.wakers), std::mem::take(&mut st.threads))
         };
-        self.ready.notify_all();
+        threads.iter().for_each(std::thread::Thread::unpark);
         wakers.into_iter().for_each(Waker::wake);
     }
 
     fn wait(&self) -> Result<(), StoreError> {
-        let mut st = self.state.lock();
         loop {
-            if let Some(r) = &st.result {
-                return r.clone();
+            {
+                let mut st = self.state.lock();
+                if let Some(r) = &st.result {
+                    return r.clone();
+                }
+                st.threads.push(std::thread::current());
             }
-            self.ready.wait(&mut st);
+            // An unpark before this park makes it return at once; a spurious
+            // return finds no result and parks again.
+            std::thread::park();
         }
     }
 
@@ -453,6 +461,24 @@ mod tests {
         signal.complete(Ok(()));
         assert_eq!(t.join().unwrap(), Err(StoreError::Poisoned));
         assert_eq!(Commit::done().wait(), Ok(()));
+    }
+
+    #[test]
+    fn one_signal_releases_every_thread_waiting_on_it() {
+        let signal = CommitSignal::new();
+        let waiters: Vec<_> = (0..16)
+            .map(|_| {
+                let commit = Commit::pending(signal.clone());
+                std::thread::spawn(move || commit.wait())
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        signal.complete(Ok(()));
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Ok(()));
+        }
+        // A commit taken after completion returns at once.
+        assert_eq!(Commit::pending(signal).wait(), Ok(()));
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! sync), then completes every waiter. While one batch syncs the next one
 //! gathers, so batches grow with the load and no one waits for a timer.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::collections::HashMap;
 
 use devcmd_core::{AppId, Commit, CommitSignal, Mutation, StoreError};
@@ -52,26 +52,58 @@ pub(crate) struct CountDelta {
     pub(crate) add: bool,
 }
 
-/// One submission, already encoded (on the submitting thread, so the writer
-/// thread only builds the batch and syncs), and the signal that completes it.
-struct Job {
+/// A group of submissions that complete together: their encoded writes
+/// (encoded on the submitting threads, so the writer thread only builds the
+/// batch and syncs) and the one signal all their commits wait on. One signal
+/// per group rather than per submission: a create costs no allocation of its
+/// own here, and the writer completes one signal per group.
+struct Group {
     entries: Vec<Entry>,
     counts: Vec<CountDelta>,
     mutations: usize,
+    submissions: usize,
     signal: Arc<CommitSignal>,
 }
 
-impl Drop for Job {
-    /// A job dropped before it was committed (the store closed) fails rather
-    /// than leaving its waiter hanging; after a commit this changes nothing.
+impl Group {
+    fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            counts: Vec::new(),
+            mutations: 0,
+            submissions: 0,
+            signal: CommitSignal::new(),
+        }
+    }
+}
+
+impl Drop for Group {
+    /// A group dropped before it was committed (the store closed) fails rather
+    /// than leaving its waiters hanging; after a commit this changes nothing.
     fn drop(&mut self) {
         self.signal.complete(Err(StoreError::Closed));
     }
 }
 
-enum Msg {
-    Job(Job),
-    Close,
+/// What waits for the writer.
+struct Queue {
+    /// Groups that reached `batch_max`, oldest first.
+    sealed: VecDeque<Group>,
+    /// The group new submissions join.
+    open: Group,
+    /// Mutations in `sealed` and `open`.
+    queued: usize,
+    closing: bool,
+    /// The writer is waiting for work (a submitter wakes it; otherwise no wake-up is needed).
+    writer_idle: bool,
+}
+
+struct Shared {
+    queue: parking_lot::Mutex<Queue>,
+    /// The writer waits here for work.
+    work: parking_lot::Condvar,
+    /// Submitters wait here while the queue is full.
+    space: parking_lot::Condvar,
 }
 
 /// Counters of the writer.
@@ -86,9 +118,9 @@ pub struct WriterStats {
 }
 
 pub(crate) struct Writer {
-    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+    cfg: GroupCommit,
     poisoned: Arc<AtomicBool>,
-    closed: AtomicBool,
     handle: parking_lot::Mutex<Option<JoinHandle<()>>>,
     pub(crate) stats: Arc<WriterStats>,
 }
@@ -96,12 +128,13 @@ pub(crate) struct Writer {
 /// Bounds of group commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommit {
-    /// Most mutations in one batch.
+    /// Most mutations in one group of submissions that complete together;
+    /// the writer commits every group waiting in one fjall batch.
     pub batch_max: usize,
     /// How long the writer waits for more after the first submission (0: take
     /// what is queued and go; batches still grow while a sync is running).
     pub linger: Duration,
-    /// Submissions that may wait for the writer; past it, submitters block.
+    /// Mutations that may wait for the writer; past it, submitters block.
     pub queue_max: usize,
 }
 
@@ -122,19 +155,34 @@ impl Writer {
         counts: Arc<HistoryCounts>,
         cfg: GroupCommit,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_max.max(1));
+        let shared = Arc::new(Shared {
+            queue: parking_lot::Mutex::new(Queue {
+                sealed: VecDeque::new(),
+                open: Group::new(),
+                queued: 0,
+                closing: false,
+                writer_idle: false,
+            }),
+            work: parking_lot::Condvar::new(),
+            space: parking_lot::Condvar::new(),
+        });
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WriterStats::default());
         let handle = {
-            let (poisoned, stats, counts) = (Arc::clone(&poisoned), Arc::clone(&stats), Arc::clone(&counts));
+            let (shared, poisoned, stats, counts) = (
+                Arc::clone(&shared),
+                Arc::clone(&poisoned),
+                Arc::clone(&stats),
+                Arc::clone(&counts),
+            );
             std::thread::Builder::new()
                 .name("devcmd-store-writer".into())
-                .spawn(move || run(&db, &ks, &counts, rx, cfg, &poisoned, &stats))?
+                .spawn(move || run(&db, &ks, &counts, &shared, cfg, &poisoned, &stats))?
         };
         Ok(Self {
-            tx,
+            shared,
+            cfg,
             poisoned,
-            closed: AtomicBool::new(false),
             handle: parking_lot::Mutex::new(Some(handle)),
             stats,
         })
@@ -150,24 +198,42 @@ impl Writer {
         if self.poisoned.load(Ordering::Acquire) {
             return Commit::failed(StoreError::Poisoned);
         }
-        if self.closed.load(Ordering::Acquire) {
+        let mut q = self.shared.queue.lock();
+        // Backpressure: wait while the queue is full (callers that can refuse
+        // work check `is_backlogged` first).
+        while q.queued >= self.cfg.queue_max.max(1) && !q.closing {
+            self.shared.space.wait(&mut q);
+        }
+        if q.closing {
             return Commit::failed(StoreError::Closed);
         }
-        let signal = CommitSignal::new();
-        let job = Job {
-            entries,
-            counts,
-            mutations,
-            signal: Arc::clone(&signal),
-        };
-        // A send that fails drops the job, which completes the signal with Closed.
-        let _ = self.tx.send(Msg::Job(job));
+        let open = &mut q.open;
+        if open.entries.is_empty() {
+            open.entries = entries;
+        } else {
+            open.entries.extend(entries);
+        }
+        open.counts.extend(counts);
+        open.mutations += mutations;
+        open.submissions += 1;
+        let signal = Arc::clone(&open.signal);
+        q.queued += mutations;
+        if q.open.mutations >= self.cfg.batch_max {
+            let full = std::mem::replace(&mut q.open, Group::new());
+            q.sealed.push_back(full);
+        }
+        let wake = std::mem::take(&mut q.writer_idle);
+        drop(q);
+        if wake {
+            self.shared.work.notify_one();
+        }
         Commit::pending(signal)
     }
 
     /// Seven eighths of the queue are taken.
     pub(crate) fn is_backlogged(&self) -> bool {
-        self.tx.capacity().is_some_and(|cap| self.tx.len() >= cap - cap / 8)
+        let cap = self.cfg.queue_max.max(1);
+        self.shared.queue.lock().queued >= cap - cap / 8
     }
 
     pub(crate) fn is_poisoned(&self) -> bool {
@@ -176,10 +242,15 @@ impl Writer {
 
     /// Stops taking submissions, commits what is queued, and waits for the thread.
     pub(crate) fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut q = self.shared.queue.lock();
+            if q.closing {
+                return;
+            }
+            q.closing = true;
         }
-        let _ = self.tx.send(Msg::Close);
+        self.shared.work.notify_all();
+        self.shared.space.notify_all();
         if let Some(h) = self.handle.lock().take()
             && h.join().is_err()
         {
@@ -194,50 +265,51 @@ impl Drop for Writer {
     }
 }
 
+/// Waits for work and takes every group waiting; `None` once closing and
+/// nothing is left.
+fn take_work(shared: &Shared, cfg: GroupCommit) -> Option<Vec<Group>> {
+    let mut q = shared.queue.lock();
+    loop {
+        if !q.sealed.is_empty() || q.open.submissions > 0 {
+            break;
+        }
+        if q.closing {
+            return None;
+        }
+        q.writer_idle = true;
+        shared.work.wait(&mut q);
+    }
+    if !cfg.linger.is_zero() && q.sealed.is_empty() && !q.closing {
+        // Let more join the group before it is written.
+        let _ = shared.work.wait_for(&mut q, cfg.linger);
+    }
+    let mut groups: Vec<Group> = q.sealed.drain(..).collect();
+    if q.open.submissions > 0 {
+        groups.push(std::mem::replace(&mut q.open, Group::new()));
+    }
+    q.queued = 0;
+    q.writer_idle = false;
+    drop(q);
+    shared.space.notify_all();
+    Some(groups)
+}
+
 fn run(
     db: &Database,
     ks: &Keyspaces,
     counts: &HistoryCounts,
-    rx: Receiver<Msg>,
+    shared: &Shared,
     cfg: GroupCommit,
     poisoned: &AtomicBool,
     stats: &WriterStats,
 ) {
-    let mut closing = false;
-    while !closing {
-        let first = match rx.recv() {
-            Ok(Msg::Job(job)) => job,
-            Ok(Msg::Close) | Err(_) => break,
-        };
-        let mut count = first.mutations;
-        let mut jobs = vec![first];
-        let until = Instant::now() + cfg.linger;
-        while count < cfg.batch_max {
-            let next = match rx.try_recv() {
-                Ok(msg) => msg,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) if cfg.linger.is_zero() => break,
-                Err(TryRecvError::Empty) => match rx.recv_deadline(until) {
-                    Ok(msg) => msg,
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                },
-            };
-            match next {
-                Msg::Job(job) => {
-                    count += job.mutations;
-                    jobs.push(job);
-                }
-                Msg::Close => {
-                    closing = true;
-                    break;
-                }
-            }
-        }
+    while let Some(mut groups) = take_work(shared, cfg) {
+        let count: usize = groups.iter().map(|g| g.mutations).sum();
         let result = if poisoned.load(Ordering::Acquire) {
             Err(StoreError::Poisoned)
         } else {
             let started = Instant::now();
-            let r = commit(db, ks, counts, &mut jobs);
+            let r = commit(db, ks, counts, &mut groups);
             let took = started.elapsed();
             let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
             stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -254,13 +326,11 @@ fn run(
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.mutations.fetch_add(count as u64, Ordering::Relaxed);
         }
-        for job in jobs {
-            job.signal.complete(result.clone());
+        for g in groups {
+            g.signal.complete(result.clone());
         }
     }
-    // Whatever is still queued is dropped with the receiver: each such job fails with Closed.
     let _ = db.persist(PersistMode::SyncData);
-    drop(rx);
 }
 
 fn encode(mutations: &[Mutation]) -> (Vec<Entry>, Vec<CountDelta>) {
@@ -383,7 +453,7 @@ pub(crate) enum HistoryKs {
     Ended,
 }
 
-fn commit(db: &Database, ks: &Keyspaces, counts: &HistoryCounts, jobs: &mut [Job]) -> fjall::Result<()> {
+fn commit(db: &Database, ks: &Keyspaces, counts: &HistoryCounts, jobs: &mut [Group]) -> fjall::Result<()> {
     // Explicit: fjall's default batch durability does not sync.
     let mut batch = db.batch().durability(Some(PersistMode::SyncData));
     // The counters this batch changes, from their values in memory (only this
