@@ -521,11 +521,20 @@ impl Dispatcher {
 
     /// A task's commands completed from the history where they left memory.
     fn complete_task(&self, app: &AppId, s: usize, (mut task, commands): TaskParts) -> Result<CancelTask, StoreError> {
+        let history = match &self.history {
+            Some(h) if commands.iter().any(Result::is_err) => {
+                // Once for the whole task: what left memory before is in the history now.
+                self.settle(Some(s))?;
+                Some(h)
+            }
+            _ => None,
+        };
         for c in commands {
-            match c {
-                Ok(c) => task.commands.push(c),
+            match (c, history) {
+                (Ok(c), _) => task.commands.push(c),
                 // Past retention it is in neither: the task lists what remains.
-                Err(id) => task.commands.extend(self.archived_command(app, s, id)?),
+                (Err(id), Some(h)) => task.commands.extend(h.command(id)?.filter(|c| c.app_id == *app)),
+                (Err(_), None) => {}
             }
         }
         Ok(task)
