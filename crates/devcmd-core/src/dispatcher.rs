@@ -127,6 +127,7 @@ impl DispatcherBuilder {
             history: self.history,
             archives_started: AtomicU64::new(0),
             archives_finished: AtomicU64::new(0),
+            archive_gate: parking_lot::RwLock::new(()),
             apps: AppRegistry::default(),
             device_ids: Mutex::new(seed.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d),
         })
@@ -158,6 +159,10 @@ pub struct Dispatcher {
     /// after read memory and history with nothing in between.
     archives_started: AtomicU64,
     archives_finished: AtomicU64,
+    /// Held (shared) by every tick that may archive, from before the shard
+    /// lock until its hand-out is submitted; a query whose optimistic runs
+    /// all overlapped an archive takes it exclusively for its last run.
+    archive_gate: parking_lot::RwLock<()>,
     apps: AppRegistry,
     device_ids: Mutex<u64>,
 }
@@ -466,7 +471,8 @@ impl Dispatcher {
     /// `totalSize` and the page are exact for the moment the query ran: if
     /// a shard moved commands to the history while the page was assembled
     /// (the counters in [`Dispatcher`] tell), the query waits for that batch
-    /// and runs again, at most [`QUERY_ATTEMPTS`] times.
+    /// and runs again; its last of [`QUERY_ATTEMPTS`] runs holds archiving
+    /// back (the sweeps that would archive skip it until the next one).
     pub fn list_commands(&self, caller: &Caller, q: &CommandQuery) -> Result<Page<Command>, QueryError> {
         let app = self.apps.resolve(caller)?;
         let (from, to, offset) = window(q.from, q.to, q.page_no, q.page_size)?;
@@ -484,9 +490,11 @@ impl Dispatcher {
         let mut attempt = 0;
         let (total, items) = loop {
             attempt += 1;
+            let last = attempt >= QUERY_ATTEMPTS;
+            let _gate = (last && self.history.is_some()).then(|| self.archive_gate.write());
             let started = self.archives_started.load(Ordering::SeqCst);
             if self.history.is_some() {
-                if attempt < QUERY_ATTEMPTS && self.archives_finished.load(Ordering::SeqCst) != started {
+                if !last && self.archives_finished.load(Ordering::SeqCst) != started {
                     // A batch is between leaving memory and its submission: a moment.
                     std::thread::yield_now();
                     continue;
@@ -504,10 +512,7 @@ impl Dispatcher {
             if let Some(e) = ix.failed.take() {
                 return Err(QueryError::Store(e));
             }
-            if self.history.is_none()
-                || attempt >= QUERY_ATTEMPTS
-                || self.archives_started.load(Ordering::SeqCst) == started
-            {
+            if self.history.is_none() || last || self.archives_started.load(Ordering::SeqCst) == started {
                 break page;
             }
         };
@@ -679,7 +684,15 @@ impl Dispatcher {
     /// A server calls it every few milliseconds; a simulation after moving its clock.
     pub fn tick(&self) -> usize {
         (0..self.shards.len())
-            .map(|s| self.with_shard(s, |st, now, fx| st.fire_due(now, fx)).0)
+            .map(|s| {
+                // Archiving waits while a query holds the gate (it comes back at
+                // the next sweep); the guard lasts until the hand-out is submitted.
+                let gate = self.history.as_ref().and_then(|_| self.archive_gate.try_read());
+                let may_archive = gate.is_some();
+                let fired = self.with_shard(s, |st, now, fx| st.fire_due(now, fx, may_archive)).0;
+                drop(gate);
+                fired
+            })
             .sum()
     }
 

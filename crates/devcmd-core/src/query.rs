@@ -168,7 +168,10 @@ pub(crate) fn merge_page(
         }
     }
     let t = Timestamp::from_millis(lo);
-    let mut skip = offset - count_until(t);
+    // Counts read at different moments may disagree when commands move
+    // between participants meanwhile (the caller then runs the query again):
+    // never below zero.
+    let mut skip = offset.saturating_sub(count_until(t));
     let after_t = Timestamp::from_millis(lo.saturating_add(1));
     let mut cursors: Vec<Cursor> = Vec::with_capacity(shards);
     for s in 0..shards {

@@ -1064,7 +1064,9 @@ impl ShardState {
     }
 
     /// Fires every deadline due at `now`; returns how many live ones fired.
-    pub(crate) fn fire_due(&mut self, now: Timestamp, fx: &mut Effects) -> usize {
+    /// Fires what is due. `may_archive`: the sweep may move commands to the
+    /// history now (otherwise they wait for a later sweep).
+    pub(crate) fn fire_due(&mut self, now: Timestamp, fx: &mut Effects, may_archive: bool) -> usize {
         let mut fired = 0;
         while let Some(due) = self.timers.pop_due(now) {
             match due.target {
@@ -1094,7 +1096,7 @@ impl ShardState {
                 }
                 TimerTarget::Sweep => {
                     if due.generation == self.sweep_gen {
-                        self.sweep(now, fx);
+                        self.sweep(now, fx, may_archive);
                         fired += 1;
                     }
                 }
@@ -1161,7 +1163,7 @@ impl ShardState {
     /// retention, in the order they ended, and finished tasks past their
     /// retention, oldest first per application; at most [`SWEEP_BATCH_MAX`]
     /// per call.
-    fn sweep(&mut self, now: Timestamp, fx: &mut Effects) {
+    fn sweep(&mut self, now: Timestamp, fx: &mut Effects, may_archive: bool) {
         let retention = self.cfg.retention;
         let stay = if self.archive {
             self.cfg.history_grace.min(retention)
@@ -1169,7 +1171,7 @@ impl ShardState {
             retention
         };
         let mut leaving: Vec<u32> = Vec::new();
-        while leaving.len() < SWEEP_BATCH_MAX {
+        while leaving.len() < SWEEP_BATCH_MAX && (may_archive || !self.archive) {
             let Some(&front) = self.ended.front() else { break };
             let due = match self.entry(front) {
                 Some(c) if c.status.is_terminal() => c.terminal_at.saturating_add(stay) <= now,
