@@ -15,6 +15,19 @@
 //! One process per data directory: fjall locks it, and a second
 //! [`FjallStore::open`] of the same directory gets [`OpenError::Open`].
 //!
+//! **What is where.** `apps`, `devices`, `cancel_tasks` and `commands` (every
+//! command still in the dispatcher's memory: live ones and terminal ones in
+//! their grace period) are what recovery loads. Terminal commands past their
+//! grace move to the history ([`devcmd_core::Mutation::ArchiveCommand`]):
+//! `history` (the records), `commands_by_app` and `commands_by_device`
+//! (application or device, creation time, id), `history_by_end` (for the
+//! retention sweep, [`FjallStore::sweep_history`]) and `history_counts`
+//! (per application and second, for `totalSize`); recovery reads none of
+//! them. Cancel tasks are few (one per cancel-all call) and stay in memory
+//! until their retention, where queries filter them; the store keeps them
+//! by id only, since nothing would read an index of them. `callback_outbox`
+//! holds the pushes owed (see `devcmd-callback`).
+//!
 //! ```
 //! use devcmd_core::*;
 //! use devcmd_store::{FjallStore, StoreConfig};
