@@ -88,28 +88,18 @@ pub fn ended_value(app: &AppId, device: &DeviceId, created: Timestamp) -> Vec<u8
 
 /// The application, device and creation time of a retention entry's value.
 pub fn decode_ended_value(v: &[u8]) -> Result<(AppId, DeviceId, Timestamp), DecodeError> {
-    if v.first() != Some(&KEY_VERSION) {
-        return Err(err("unknown version", 0));
-    }
-    let len_bytes: [u8; 2] = v.get(1..3).and_then(|s| s.try_into().ok()).ok_or(err("truncated", 1))?;
-    let app_end = 3 + usize::from(u16::from_be_bytes(len_bytes));
-    let app = v.get(3..app_end).ok_or(err("truncated", 3))?;
-    let dev_len = usize::from(*v.get(app_end).ok_or(err("truncated", app_end))?);
-    let dev = v
-        .get(app_end + 1..app_end + 1 + dev_len)
-        .ok_or(err("truncated", app_end + 1))?;
-    let created: [u8; 8] = v
-        .get(app_end + 1 + dev_len..)
+    let (app, rest) = split_app_prefix(v)?;
+    let at = v.len() - rest.len();
+    let dev_len = usize::from(*rest.first().ok_or(err("truncated", at))?);
+    let dev = rest.get(1..1 + dev_len).ok_or(err("truncated", at + 1))?;
+    let created: [u8; 8] = rest
+        .get(1 + dev_len..)
         .and_then(|s| s.try_into().ok())
         .ok_or(err("wrong length", v.len()))?;
-    let app = std::str::from_utf8(app)
-        .ok()
-        .and_then(|a| AppId::new(a).ok())
-        .ok_or(err("invalid appId", 3))?;
     let dev = std::str::from_utf8(dev)
         .ok()
         .and_then(|d| DeviceId::new(d).ok())
-        .ok_or(err("invalid deviceId", app_end + 1))?;
+        .ok_or(err("invalid deviceId", at + 1))?;
     Ok((app, dev, Timestamp::from_millis(u64::from_be_bytes(created))))
 }
 
@@ -123,24 +113,27 @@ pub fn count_key(app: &AppId, bucket: u64) -> Vec<u8> {
 
 /// The application and bucket of a counter key.
 pub fn decode_count_key(key: &[u8]) -> Result<(AppId, u64), DecodeError> {
-    if key.first() != Some(&KEY_VERSION) {
+    let (app, rest) = split_app_prefix(key)?;
+    let bucket: [u8; 8] = rest.try_into().map_err(|_| err("wrong length", key.len()))?;
+    Ok((app, u64::from_be_bytes(bucket)))
+}
+
+/// The application named by an [`app_prefix`] at the start of `bytes`, and what follows it.
+fn split_app_prefix(bytes: &[u8]) -> Result<(AppId, &[u8]), DecodeError> {
+    if bytes.first() != Some(&KEY_VERSION) {
         return Err(err("unknown version", 0));
     }
-    let len_bytes: [u8; 2] = key
+    let len_bytes: [u8; 2] = bytes
         .get(1..3)
         .and_then(|s| s.try_into().ok())
         .ok_or(err("truncated", 1))?;
-    let len = usize::from(u16::from_be_bytes(len_bytes));
-    let app = key.get(3..3 + len).ok_or(err("truncated", 3))?;
-    let bucket: [u8; 8] = key
-        .get(3 + len..)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(err("wrong length", key.len()))?;
+    let end = 3 + usize::from(u16::from_be_bytes(len_bytes));
+    let app = bytes.get(3..end).ok_or(err("truncated", 3))?;
     let app = std::str::from_utf8(app)
         .ok()
         .and_then(|a| AppId::new(a).ok())
         .ok_or(err("invalid appId", 3))?;
-    Ok((app, u64::from_be_bytes(bucket)))
+    Ok((app, &bytes[end..]))
 }
 
 fn err(what: &'static str, at: usize) -> DecodeError {
@@ -172,22 +165,10 @@ pub fn decode_index_tail(key: &[u8]) -> Result<(Timestamp, CommandId), DecodeErr
 
 /// The application, creation time and command of an application index key.
 pub fn decode_by_app_key(key: &[u8]) -> Result<(AppId, Timestamp, CommandId), DecodeError> {
-    if key.first() != Some(&KEY_VERSION) {
-        return Err(err("unknown version", 0));
-    }
-    let len_bytes: [u8; 2] = key
-        .get(1..3)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(err("truncated", 1))?;
-    let len = usize::from(u16::from_be_bytes(len_bytes));
-    let app = key.get(3..3 + len).ok_or(err("truncated", 3))?;
-    if key.len() != 3 + len + 24 {
+    let (app, rest) = split_app_prefix(key)?;
+    if rest.len() != 24 {
         return Err(err("wrong length", key.len()));
     }
-    let app = std::str::from_utf8(app)
-        .ok()
-        .and_then(|a| AppId::new(a).ok())
-        .ok_or(err("invalid appId", 3))?;
     let (t, id) = decode_index_tail(key)?;
     Ok((app, t, id))
 }
