@@ -3,74 +3,30 @@
 //! cancels and cancel tasks see them exactly as if they had stayed in memory;
 //! recovery does not load them; the history sweep deletes them in batches.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use devcmd_core::*;
-use devcmd_store::{FjallStore, StoreConfig};
+mod common;
 
-const T0: u64 = 1_700_000_000_000;
+use common::{Node, T0, add_app, caller, create, open_with, shut};
+use devcmd_core::*;
+
 const GRACE: Duration = Duration::from_secs(60);
 const RETENTION: Duration = Duration::from_secs(6 * 3600);
 
-struct Node {
-    core: Dispatcher,
-    store: Arc<FjallStore>,
-    clock: VirtualClock,
-    report: RestoreReport,
-}
-
-fn config() -> CoreConfig {
-    CoreConfig {
+fn open(dir: &std::path::Path, at: u64) -> Node {
+    let config = CoreConfig {
         shard_count: 4,
         history_grace: GRACE,
         retention: RETENTION,
         sweep_interval: Duration::from_secs(1),
         id_seed: Some(7),
         ..CoreConfig::default()
-    }
-}
-
-fn open(dir: &std::path::Path, at: u64) -> Node {
-    let (store, recovered) = FjallStore::open(dir, StoreConfig::default()).expect("store opens");
-    assert!(recovered.corrupt.is_empty(), "{:?}", recovered.corrupt);
-    let clock = VirtualClock::new(Timestamp::from_millis(at));
-    let core = Dispatcher::builder(config())
-        .clock(Arc::new(clock.clone()))
-        .store(store.clone())
-        .history(store.clone())
-        .build()
-        .unwrap();
-    let report = core.restore(recovered.state);
-    assert!(report.refused.is_empty(), "{:?}", report.refused);
-    Node {
-        core,
-        store,
-        clock,
-        report,
-    }
-}
-
-fn shut(n: Node) {
-    drop(n.core);
-    n.store.close();
-}
-
-fn caller() -> Caller {
-    Caller::own(AppId::new("app").unwrap())
+    };
+    open_with(dir, at, config, true)
 }
 
 fn setup(n: &Node, devices: usize) -> Vec<DeviceId> {
-    n.core
-        .add_app(App {
-            id: AppId::new("app").unwrap(),
-            secret_hash: "h".into(),
-            quota: None,
-            authorized_apps: vec![],
-        })
-        .unwrap()
-        .durable()
-        .unwrap();
+    add_app(n);
     (0..devices)
         .map(|i| {
             n.core
@@ -81,14 +37,6 @@ fn setup(n: &Node, devices: usize) -> Vec<DeviceId> {
                 .id
         })
         .collect()
-}
-
-fn create(n: &Node, d: &DeviceId) -> Command {
-    n.core
-        .create_command(&caller(), NewCommand::new(d.clone(), "S", "M", r#"{"v":1}"#))
-        .unwrap()
-        .durable()
-        .unwrap()
 }
 
 fn list(

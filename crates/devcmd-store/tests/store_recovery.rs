@@ -4,61 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::{Node, T0, add_app, caller, create, open_with, shut};
 use devcmd_core::*;
 use devcmd_store::{FjallStore, OpenError, StoreConfig};
 
-const T0: u64 = 1_700_000_000_000;
-
-struct Node {
-    core: Dispatcher,
-    store: Arc<FjallStore>,
-    clock: VirtualClock,
-    report: RestoreReport,
-}
-
 fn open(dir: &std::path::Path, at: u64) -> Node {
-    let (store, recovered) = FjallStore::open(dir, StoreConfig::default()).expect("store opens");
-    assert!(recovered.corrupt.is_empty(), "{:?}", recovered.corrupt);
-    let clock = VirtualClock::new(Timestamp::from_millis(at));
-    let core = Dispatcher::builder(CoreConfig {
+    let config = CoreConfig {
         shard_count: 8,
         ..CoreConfig::default()
-    })
-    .clock(Arc::new(clock.clone()))
-    .store(store.clone())
-    .build()
-    .unwrap();
-    let report = core.restore(recovered.state);
-    assert!(report.refused.is_empty(), "{:?}", report.refused);
-    Node {
-        core,
-        store,
-        clock,
-        report,
-    }
-}
-
-fn shut(n: Node) {
-    drop(n.core);
-    n.store.close();
-}
-
-fn caller() -> Caller {
-    Caller::own(AppId::new("app").unwrap())
+    };
+    open_with(dir, at, config, false)
 }
 
 fn setup(n: &Node) -> (DeviceId, DeviceId) {
-    let app = AppId::new("app").unwrap();
-    n.core
-        .add_app(App {
-            id: app,
-            secret_hash: "h".into(),
-            quota: None,
-            authorized_apps: vec![],
-        })
-        .unwrap()
-        .durable()
-        .unwrap();
+    add_app(n);
     let mut drx = NewDevice::new("drx");
     drx.profile = DeliveryProfile::Drx;
     let psm = n
@@ -70,14 +31,6 @@ fn setup(n: &Node) -> (DeviceId, DeviceId) {
         .id;
     let drx = n.core.register_device(&caller(), drx).unwrap().durable().unwrap().id;
     (psm, drx)
-}
-
-fn create(n: &Node, d: &DeviceId) -> Command {
-    n.core
-        .create_command(&caller(), NewCommand::new(d.clone(), "S", "M", r#"{"v":1}"#))
-        .unwrap()
-        .durable()
-        .unwrap()
 }
 
 #[test]
