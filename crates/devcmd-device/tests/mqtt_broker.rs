@@ -4,62 +4,15 @@
 //! command to a sleeping device times out, malformed messages change
 //! nothing, and a broker restart loses nothing.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use devcmd_core::*;
 use devcmd_device::{MqttChannel, MqttConfig, command_topic, data_topic};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use devcmd_testkit::{Mosquitto, Subscriber};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-
-struct Broker {
-    port: u16,
-    child: Child,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::on(port)
-    }
-
-    fn on(port: u16) -> Self {
-        let child = Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/run installs it)");
-        // Owned from here: Drop kills and waits for it on every path.
-        let broker = Self { port, child };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return broker;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("mosquitto did not start on {port}");
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        *self = Self::on(self.port);
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A simulated device: receives its commands, reports, answers.
 struct TestDevice {
@@ -70,34 +23,11 @@ struct TestDevice {
 
 impl TestDevice {
     async fn connect(port: u16, id: &DeviceId) -> Self {
-        let mut o = MqttOptions::new(format!("dev-{id}"), "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(5));
-        let (client, mut eventloop) = AsyncClient::new(o, 64);
-        let (tx, commands) = mpsc::unbounded_channel();
-        let (sub, topic) = (client.clone(), command_topic(id));
-        let (ready_tx, mut ready) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = sub.try_subscribe(topic.clone(), QoS::AtLeastOnce);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = tx.send(serde_json::from_slice(&p.payload).unwrap_or(Value::Null));
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        ready.recv().await;
+        let sub = Subscriber::connect(port, &format!("dev-{id}"), &command_topic(id)).await;
         Self {
             id: id.clone(),
-            client,
-            commands,
+            client: sub.client,
+            commands: sub.messages,
         }
     }
 
@@ -211,10 +141,10 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_commands_wait_for_a_report_and_leave_one_at_a_time() {
-    let broker = Broker::start();
-    let w = World::new(broker.port);
+    let broker = Mosquitto::start();
+    let w = World::new(broker.port());
     let d = w.device(DeliveryProfile::Psm);
-    let mut dev = TestDevice::connect(broker.port, &d).await;
+    let mut dev = TestDevice::connect(broker.port(), &d).await;
     w.until("connected", |w| w.channel.stats().connects >= 1).await;
 
     let c1 = w.create(&d, "FIRST", None);
@@ -264,10 +194,10 @@ async fn cached_commands_wait_for_a_report_and_leave_one_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_command_to_a_sleeping_device_times_out() {
-    let broker = Broker::start();
-    let w = World::new(broker.port);
+    let broker = Mosquitto::start();
+    let w = World::new(broker.port());
     let d = w.device(DeliveryProfile::Psm);
-    let mut dev = TestDevice::connect(broker.port, &d).await;
+    let mut dev = TestDevice::connect(broker.port(), &d).await;
     w.until("connected", |w| w.channel.stats().connects >= 1).await;
     let c = w.create(&d, "NOW", Some(0));
     assert_eq!(w.status(c), CommandStatus::Sent);
@@ -286,10 +216,10 @@ async fn an_immediate_command_to_a_sleeping_device_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_nothing() {
-    let mut broker = Broker::start();
-    let w = World::new(broker.port);
+    let mut broker = Mosquitto::start();
+    let w = World::new(broker.port());
     let d = w.device(DeliveryProfile::Drx);
-    let mut dev = TestDevice::connect(broker.port, &d).await;
+    let mut dev = TestDevice::connect(broker.port(), &d).await;
     w.until("connected", |w| w.channel.stats().connects >= 1).await;
 
     broker.stop();

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use devcmd_testkit::{Mosquitto, Subscriber};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_devcmd");
@@ -135,39 +136,6 @@ fn run_cli(args: &[&str], dir: &Path) -> String {
 
 const COMMANDS: &str = "/iocm/app/cmd/v1.4.0/deviceCommands";
 
-/// A mosquitto of the test's own on a free port (nothing else on the
-/// machine is touched); killed when dropped.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn private_broker() -> (Broker, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let broker = Broker(
-        Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (.ci/run installs it)"),
-    );
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (broker, port)
-}
 const TASKS: &str = "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,8 +667,9 @@ async fn in_memory_serves_apps_from_the_config_and_keeps_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_over_mqtt_receive_commands_created_through_the_api() {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let (_broker, port) = private_broker();
+    use rumqttc::QoS;
+    let broker = Mosquitto::start();
+    let port = broker.port();
 
     let dir = tempfile::tempdir().unwrap();
     run_cli(&["app", "add", "e2e", "--secret", SECRET], dir.path());
@@ -717,29 +686,11 @@ async fn devices_over_mqtt_receive_commands_created_through_the_api() {
     let device = dev["deviceId"].as_str().unwrap().to_owned();
 
     // The device: subscribes to its command topic, then reports data.
-    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("e2e-device", "127.0.0.1", port), 16);
-    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let sub = client.clone();
     let topic = format!("/huawei/v1/devices/{device}/command/json");
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = sub.try_subscribe(topic.clone(), QoS::AtLeastOnce);
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = ready_tx.send(());
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send(serde_json::from_slice(&p.payload).unwrap_or(Value::Null));
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
-    ready.recv().await;
+    let Subscriber {
+        client,
+        messages: mut commands,
+    } = Subscriber::connect(port, "e2e-device", &topic).await;
     let body = json!({"deviceId": device, "command": {"serviceId": "Light", "method": "ON", "paras": {"v": 1}}});
     let (s, cmd) = c.call(reqwest::Method::POST, COMMANDS, Some(body)).await;
     assert_eq!(
@@ -795,7 +746,8 @@ async fn devices_over_mqtt_receive_commands_created_through_the_api() {
 
 #[test]
 fn a_live_sim_drives_a_real_server_over_http_and_mqtt() {
-    let (_broker, port) = private_broker();
+    let broker = Mosquitto::start();
+    let port = broker.port();
     let dir = tempfile::tempdir().unwrap();
     let big = ["--quota-calls", "1000000", "--quota-period-s", "1"];
     run_cli(

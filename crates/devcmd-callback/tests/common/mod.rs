@@ -68,17 +68,7 @@ async fn receive(State(r): State<Arc<Receiver>>, uri: Uri, headers: HeaderMap, b
     StatusCode::from_u16(status).unwrap()
 }
 
-/// Polls `cond` every 5 ms for up to 20 s of real time (a bound for a
-/// failing test, not a speed check).
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..4000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("never happened: {what}");
-}
+pub use devcmd_testkit::eventually;
 
 pub struct World {
     pub clock: VirtualClock,
