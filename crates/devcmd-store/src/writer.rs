@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,9 @@ struct Shared {
     work: parking_lot::Condvar,
     /// Submitters wait here while the queue is full.
     space: parking_lot::Condvar,
+    /// `Queue::queued`, readable without the lock (`is_backlogged` is asked
+    /// before every API write).
+    queued: AtomicUsize,
 }
 
 /// Counters of the writer.
@@ -165,6 +168,7 @@ impl Writer {
             }),
             work: parking_lot::Condvar::new(),
             space: parking_lot::Condvar::new(),
+            queued: AtomicUsize::new(0),
         });
         let poisoned = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WriterStats::default());
@@ -218,6 +222,7 @@ impl Writer {
         open.submissions += 1;
         let signal = Arc::clone(&open.signal);
         q.queued += mutations;
+        self.shared.queued.store(q.queued, Ordering::Relaxed);
         if q.open.mutations >= self.cfg.batch_max {
             let full = std::mem::replace(&mut q.open, Group::new());
             q.sealed.push_back(full);
@@ -233,7 +238,7 @@ impl Writer {
     /// Seven eighths of the queue are taken.
     pub(crate) fn is_backlogged(&self) -> bool {
         let cap = self.cfg.queue_max.max(1);
-        self.shared.queue.lock().queued >= cap - cap / 8
+        self.shared.queued.load(Ordering::Relaxed) >= cap - cap / 8
     }
 
     pub(crate) fn is_poisoned(&self) -> bool {
@@ -288,6 +293,7 @@ fn take_work(shared: &Shared, cfg: GroupCommit) -> Option<Vec<Group>> {
         groups.push(std::mem::replace(&mut q.open, Group::new()));
     }
     q.queued = 0;
+    shared.queued.store(0, Ordering::Relaxed);
     q.writer_idle = false;
     drop(q);
     shared.space.notify_all();
