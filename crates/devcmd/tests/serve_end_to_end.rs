@@ -62,6 +62,16 @@ impl Server {
         }
     }
 
+    /// The text of `GET /metrics`.
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// SIGTERM, then wait for a clean exit that says it stopped.
     fn stop(mut self) {
         let status = Command::new("kill")
@@ -107,6 +117,19 @@ impl Client {
         }
     }
 
+    /// Registers a device (`deviceCredentials`); the answer must be 200.
+    async fn register(&self, reg: Value) -> Value {
+        let (s, dev) = self
+            .call(
+                reqwest::Method::POST,
+                "/iocm/app/reg/v1.1.0/deviceCredentials",
+                Some(reg),
+            )
+            .await;
+        assert_eq!(s, 200, "{dev}");
+        dev
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self
             .http
@@ -148,10 +171,7 @@ async fn serve_survives_a_restart_with_everything_in_place() {
     let server = Server::start(dir.path());
     let c = Client::login(&server.base).await;
     let reg = json!({"nodeId": "imei-e2e"});
-    let (s, dev) = c
-        .call(Method::POST, "/iocm/app/reg/v1.1.0/deviceCredentials", Some(reg))
-        .await;
-    assert_eq!(s, 200, "{dev}");
+    let dev = c.register(reg).await;
     let device = dev["deviceId"].as_str().unwrap().to_owned();
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -239,13 +259,7 @@ async fn commands_in_the_history_answer_as_they_did_in_memory() {
     let args = ["--config", config.to_str().unwrap()];
     let server = Server::start_with(&data, &args);
     let c = Client::login(&server.base).await;
-    let (_, dev) = c
-        .call(
-            Method::POST,
-            "/iocm/app/reg/v1.1.0/deviceCredentials",
-            Some(json!({"nodeId": "h"})),
-        )
-        .await;
+    let dev = c.register(json!({"nodeId": "h"})).await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let body =
@@ -274,12 +288,7 @@ async fn commands_in_the_history_answer_as_they_did_in_memory() {
     let archived = r#"devcmd_commands_left_memory_total{to="history"} "#;
     let mut moved = false;
     for _ in 0..200 {
-        let text = reqwest::get(format!("{}/metrics", server.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await;
         if text.lines().any(|l| l.strip_prefix(archived) == Some("3")) {
             moved = true;
             break;
@@ -498,13 +507,7 @@ async fn the_server_pushes_status_changes_to_the_callback_url() {
     let server = Server::start(dir.path());
     let c = Client::login(&server.base).await;
     let reg = json!({"nodeId": "imei-cb", "deliveryProfile": "drx"});
-    let (_, dev) = c
-        .call(
-            reqwest::Method::POST,
-            "/iocm/app/reg/v1.1.0/deviceCredentials",
-            Some(reg),
-        )
-        .await;
+    let dev = c.register(reg).await;
     let body = json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}, "callbackUrl": cb, "expireTime": 0});
     let (s, cmd) = c.call(reqwest::Method::POST, COMMANDS, Some(body)).await;
     assert_eq!(s, 201, "{cmd}");
@@ -549,13 +552,7 @@ async fn metrics_after_a_scripted_workload_have_the_right_values() {
     );
     let server = Server::start(dir.path());
     let c = Client::login(&server.base).await;
-    let (_, dev) = c
-        .call(
-            Method::POST,
-            "/iocm/app/reg/v1.1.0/deviceCredentials",
-            Some(json!({"nodeId": "m"})),
-        )
-        .await; // call 1
+    let dev = c.register(json!({"nodeId": "m"})).await; // call 1
     let mut ids = Vec::new();
     for _ in 0..3 {
         let body = json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}});
@@ -577,12 +574,7 @@ async fn metrics_after_a_scripted_workload_have_the_right_values() {
     let (s, _) = c.call(Method::GET, COMMANDS, None).await; // call 9: over the quota
     assert_eq!(s, 403);
 
-    let text = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let value = |series: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
@@ -636,14 +628,7 @@ async fn in_memory_serves_apps_from_the_config_and_keeps_nothing() {
     let server = Server::start_with(&data, &args);
     let c = Client::login(&server.base).await;
     let reg = json!({"nodeId": "m"});
-    let (s, dev) = c
-        .call(
-            reqwest::Method::POST,
-            "/iocm/app/reg/v1.1.0/deviceCredentials",
-            Some(reg),
-        )
-        .await;
-    assert_eq!(s, 200);
+    let dev = c.register(reg).await;
     let body = json!({"deviceId": dev["deviceId"], "command": {"serviceId": "S", "method": "M"}});
     let (s, _) = c.call(reqwest::Method::POST, COMMANDS, Some(body)).await;
     assert_eq!(s, 201);
@@ -676,13 +661,7 @@ async fn devices_over_mqtt_receive_commands_created_through_the_api() {
     let server = Server::start_with(dir.path(), &["--mqtt-url", &format!("mqtt://127.0.0.1:{port}")]);
     let c = Client::login(&server.base).await;
     let reg = json!({"nodeId": "imei-mqtt", "deliveryProfile": "psm"});
-    let (_, dev) = c
-        .call(
-            reqwest::Method::POST,
-            "/iocm/app/reg/v1.1.0/deviceCredentials",
-            Some(reg),
-        )
-        .await;
+    let dev = c.register(reg).await;
     let device = dev["deviceId"].as_str().unwrap().to_owned();
 
     // The device: subscribes to its command topic, then reports data.
@@ -726,12 +705,7 @@ async fn devices_over_mqtt_receive_commands_created_through_the_api() {
     assert_eq!(last["status"], "SUCCESSFUL", "{last}");
     assert_eq!(last["result"], json!({"on": 1}));
     assert!(last["deliveredTime"].is_string() && last["executeTime"].is_string());
-    let metrics = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         r#"devcmd_mqtt_messages_total{kind="published"} 1"#,
         r#"devcmd_mqtt_messages_total{kind="report"} 1"#,
